@@ -1,0 +1,38 @@
+//! Arguments of `#[growable(...)]`.
+
+use syn::parse::{Parse, ParseStream};
+use syn::{LitInt, Token};
+
+/// `#[growable]` or `#[growable(frame = N)]`.
+#[derive(Clone, Copy, Default)]
+pub struct Args {
+    /// Stack the body needs beyond the red zone, in bytes, if stated.
+    pub frame: Option<usize>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Args> {
+        let mut args = Args::default();
+        while !input.is_empty() {
+            let key: syn::Ident = input.parse()?;
+            if key != "frame" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown argument `{key}`: #[growable] takes only `frame = <bytes>`"),
+                ));
+            }
+            if args.frame.is_some() {
+                return Err(syn::Error::new(key.span(), "`frame` given twice"));
+            }
+            input.parse::<Token![=]>()?;
+            let value: LitInt = input.parse().map_err(|e| {
+                syn::Error::new(e.span(), "`frame` takes an integer: the bytes the body needs")
+            })?;
+            args.frame = Some(value.base10_parse()?);
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(args)
+    }
+}

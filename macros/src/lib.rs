@@ -1,0 +1,26 @@
+//! Procedural macros of [growstack](https://docs.rs/growstack). Use them
+//! through the `growstack` crate: `#[growstack::growable]`,
+//! `#[growstack::nosplit]`.
+//!
+//! Each entry point parses its input and hands it to `expand`; parsing of
+//! arguments is in `args`, the checks that reject inputs in `check`, and the
+//! estimate of large frames in `frame`.
+
+mod args;
+mod check;
+mod expand;
+mod frame;
+
+use proc_macro::TokenStream;
+
+/// See `growstack::growable`.
+#[proc_macro_attribute]
+pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::growable(args.into(), input.into()).into()
+}
+
+/// See `growstack::nosplit`.
+#[proc_macro_attribute]
+pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::nosplit(args.into(), input.into()).into()
+}

@@ -1,0 +1,306 @@
+//! The growth protocol: morestack, newstack, lessstack.
+//!
+//! An annotated function whose check fails calls [`morestack`] with its
+//! frame descriptor and a closure that calls the function again. The call
+//! then goes (see `arch` for the switches):
+//!
+//! 1. `morestack` (generic, on the caller's stack) keeps the closure and
+//!    a slot for its outcome in its own frame and enters the trampoline;
+//! 2. the trampoline switches to g0 and calls [`newstack`], which picks the
+//!    stack to continue on (`ThreadStack::grow`): right below the caller if
+//!    the check failed only because the guard was poisoned, otherwise the
+//!    thread's next segment, cached or new;
+//! 3. the closure runs there under `catch_unwind`;
+//! 4. the trampoline switches to g0 and calls [`lessstack`], which makes the
+//!    caller's stack the running one again; the segment stays cached;
+//! 5. back on the caller's stack, `morestack` returns the value or resumes
+//!    the panic with its payload.
+//!
+//! A refusal (the thread would exceed [`set_max_stack`], or no memory) is
+//! decided on g0 but raised as an ordinary panic on the caller's stack.
+
+use core::any::Any;
+use core::fmt;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
+use crate::arch::{self, SwitchRecord};
+use crate::frame::FrameDesc;
+use crate::guard;
+use crate::thread::{self, Saved, ThreadStack};
+
+/// Go's default maximum stack (runtime/proc.go: 1 GB on 64-bit systems).
+const DEFAULT_MAX_STACK: usize = 1 << 30;
+
+static MAX_STACK: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACK);
+
+/// Sets the process-wide limit on the stack of one thread: its native stack
+/// plus all the segments it uses at once. The default is 1 GiB, as in Go.
+///
+/// A call that would grow a thread's stack past the limit panics, on the
+/// stack it was called on, with a message that contains
+/// `exceeds <limit>-byte limit`. The panic is an ordinary one:
+/// `catch_unwind` catches it and destructors run.
+///
+/// ```
+/// growstack::set_max_stack(4 << 30); // allow 4 GiB per thread
+/// assert_eq!(growstack::max_stack(), 4 << 30);
+/// # growstack::set_max_stack(1 << 30);
+/// ```
+pub fn set_max_stack(bytes: usize) {
+    MAX_STACK.store(bytes, Relaxed);
+}
+
+/// The limit set by [`set_max_stack`].
+pub fn max_stack() -> usize {
+    MAX_STACK.load(Relaxed)
+}
+
+/// Whether stress mode is on: `GROWSTACK_STRESS=1` in the environment when
+/// the first thread set up its stacks. Every check then fails, so every
+/// annotated call takes the whole morestack path.
+pub(crate) fn stress() -> bool {
+    // 0: not read yet, 1: off, 2: on.
+    static STRESS: AtomicU8 = AtomicU8::new(0);
+    match STRESS.load(Relaxed) {
+        0 => {
+            let on = std::env::var_os("GROWSTACK_STRESS").is_some_and(|v| v == "1");
+            STRESS.store(if on { 2 } else { 1 }, Relaxed);
+            on
+        }
+        s => s == 2,
+    }
+}
+
+/// Why a call could not continue on another stack.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The thread's stack would exceed [`max_stack`].
+    Limit { total: usize, limit: usize },
+    /// The arena could not provide a segment.
+    Memory(std::io::Error),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>");
+        match self {
+            Refusal::Limit { total, limit } => write!(
+                f,
+                "growstack: the stack of thread '{name}' would grow to {total} bytes, which \
+                 exceeds {limit}-byte limit (see growstack::set_max_stack)"
+            ),
+            Refusal::Memory(err) => {
+                write!(f, "growstack: no memory for a stack segment of thread '{name}': {err}")
+            }
+        }
+    }
+}
+
+/// The closure of a re-call and, after it ran, its outcome.
+enum Call<F, R> {
+    Pending(F),
+    Returned(R),
+    Panicked(Box<dyn Any + Send>),
+    Running,
+}
+
+/// Everything one growth needs, in the frame of [`run_elsewhere`].
+/// `#[repr(C)]` with the switch record first: the trampoline hands a pointer
+/// to it to `newstack` and `lessstack`, which see the whole record.
+#[repr(C)]
+struct Growth {
+    switch: SwitchRecord,
+    thread: *mut ThreadStack,
+    desc: &'static FrameDesc,
+    kind: Entry,
+    saved: Saved,
+    refusal: Option<Refusal>,
+}
+
+/// The slow path of an annotated function: runs `f`, which calls the
+/// function again, on a stack with room, and returns its value or resumes
+/// its panic here.
+#[cold]
+#[inline(never)]
+pub fn morestack<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
+    run_with_room(desc, Entry::Recall, f)
+}
+
+/// Like [`morestack`] for a closure that is not a re-call (a `Drop` body,
+/// [`maybe_grow`]): it has no check of its own to let through.
+#[cold]
+#[inline(never)]
+pub fn morestack_body<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
+    run_with_room(desc, Entry::Body, f)
+}
+
+/// What the closure given to the runtime is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// It calls the annotated function again, whose first act is its check.
+    Recall,
+    /// Anything else.
+    Body,
+}
+
+#[inline(always)]
+fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f: F) -> R {
+    let mut call = Call::<F, R>::Pending(f);
+    let data = (&raw mut call).cast::<u8>();
+    match run_elsewhere(desc, entry, data, trampoline::<F, R>) {
+        Ok(()) => {}
+        Err(None) => {
+            // The thread is exiting and its stacks are gone: stay here.
+            let Call::Pending(f) = call else { unreachable!() };
+            return f();
+        }
+        Err(Some(refusal)) => {
+            drop(call);
+            panic!("{refusal}");
+        }
+    }
+    match call {
+        Call::Returned(value) => value,
+        Call::Panicked(payload) => resume_unwind(payload),
+        Call::Pending(_) | Call::Running => unreachable!("growstack: re-call did not run"),
+    }
+}
+
+/// Runs on the chosen stack; never unwinds.
+///
+/// # Safety
+///
+/// `data` points to a `Call::<F, R>::Pending` that nothing else uses until
+/// this returns.
+unsafe extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
+    // SAFETY: by this function's contract.
+    let call = unsafe { &mut *data.cast::<Call<F, R>>() };
+    let Call::Pending(f) = core::mem::replace(call, Call::Running) else {
+        // Unreachable by the contract; aborts (extern "C" cannot unwind).
+        panic!("growstack: trampoline entered twice");
+    };
+    *call = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Call::Returned(value),
+        Err(payload) => Call::Panicked(payload),
+    };
+}
+
+/// The part of [`morestack`] that does not depend on the closure's type.
+/// `Err(None)` when this thread has no stack state (it is exiting).
+#[inline(never)]
+fn run_elsewhere(
+    desc: &'static FrameDesc,
+    kind: Entry,
+    data: *mut u8,
+    entry: unsafe extern "C" fn(*mut u8),
+) -> Result<(), Option<Refusal>> {
+    let thread = thread::current().ok_or(None)?;
+    let mut growth = Growth {
+        // SAFETY: `thread` is this thread's live state (thread::current).
+        switch: SwitchRecord { saved_sp: 0, g0_top: unsafe { (*thread).g0_top() }, data, entry },
+        thread,
+        desc,
+        kind,
+        saved: Saved::default(),
+        refusal: None,
+    };
+    // SAFETY: g0_top is the top of this thread's g0, which is idle: it is
+    // only used inside the trampoline, and trampolines of one thread never
+    // overlap on it (user code never runs on g0). newstack returns 0 or the
+    // top of free stack (ThreadStack::grow). `entry` is `trampoline`, which
+    // never unwinds, for the `Call` that `data` points to.
+    unsafe { arch::morestack((&raw mut growth).cast::<SwitchRecord>()) };
+    growth.refusal.map_or(Ok(()), |r| Err(Some(r)))
+}
+
+/// Step 2, on g0: choose the stack, or refuse with 0.
+///
+/// # Safety
+///
+/// `rec` is the `switch` field of a live [`Growth`], passed by the trampoline.
+pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
+    // SAFETY: `rec` points to a `Growth` (run_elsewhere casts it from one),
+    // whose owner is suspended in the trampoline until we return; its
+    // `thread` is this thread's state and no other reference to it is live.
+    let growth = unsafe { &mut *rec.cast::<Growth>() };
+    // SAFETY: as above.
+    let thread = unsafe { &mut *growth.thread };
+    growth.saved = thread.save();
+    match thread.grow(growth.switch.saved_sp, growth.desc) {
+        Ok(top) => {
+            if stress() && growth.kind == Entry::Recall {
+                // The guard stays poisoned: let the re-call's own check through.
+                guard::set_bypass();
+            }
+            top
+        }
+        Err(refusal) => {
+            growth.refusal = Some(refusal);
+            0
+        }
+    }
+}
+
+/// Step 4, on g0: the caller's stack is the running one again.
+///
+/// # Safety
+///
+/// As for [`newstack`], after it returned a stack.
+pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
+    // SAFETY: as in newstack; the re-call has returned, so nothing else
+    // refers to the thread state.
+    let growth = unsafe { &mut *rec.cast::<Growth>() };
+    unsafe { (*growth.thread).restore(growth.saved) };
+}
+
+/// Runs `f` with the same guarantee as a `#[growable]` function: if the
+/// stack has less than the red zone left, `f` runs on a segment.
+///
+/// Use it around calls into code you cannot annotate, such as a recursive
+/// descent in another crate (a serde `Deserializer`, a tree walk): each time
+/// that code comes back through `maybe_grow` the check runs again.
+///
+/// ```
+/// fn depth(v: &serde_like::Value) -> usize {
+///     growstack::maybe_grow(|| match v {
+///         serde_like::Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+///         serde_like::Value::Leaf => 0,
+///     })
+/// }
+/// # mod serde_like { pub enum Value { List(Vec<Value>), Leaf } }
+/// let mut v = serde_like::Value::Leaf;
+/// for _ in 0..100_000 {
+///     v = serde_like::Value::List(vec![v]);
+/// }
+/// assert_eq!(depth(&v), 100_000);
+/// # let mut v = v;
+/// # while let serde_like::Value::List(mut items) = v { v = items.pop().unwrap(); }
+/// ```
+#[inline]
+pub fn maybe_grow<R>(f: impl FnOnce() -> R) -> R {
+    static DESC: FrameDesc = FrameDesc::new("maybe_grow", module_path!(), file!(), line!(), 0);
+    if guard::has_room() { f() } else { morestack_body(&DESC, f) }
+}
+
+/// Bytes of stack left below the stack pointer before the current guard,
+/// on whatever stack (native or segment) the caller runs. 0 once past it.
+///
+/// ```
+/// assert!(growstack::remaining_stack() > 0);
+/// ```
+pub fn remaining_stack() -> usize {
+    match thread::current() {
+        // SAFETY: this thread's live state; read only.
+        Some(t) => arch::stack_pointer().saturating_sub(unsafe { (*t).limit() }),
+        None => 0,
+    }
+}
+
+/// Calls `f` in a frame of its own, so that a body with large locals gets
+/// its frame only after the check that made room for it.
+#[inline(never)]
+pub fn out_of_line<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}

@@ -1,0 +1,64 @@
+//! The thread-local stack guard and the inline check.
+//!
+//! Each thread has one word, the *guard*: an annotated function may run its
+//! body on the current stack only if the stack pointer is above it. The
+//! runtime keeps it at `limit` (the lowest usable address of the running
+//! stack plus the red zone) and stores `usize::MAX` to force the next check
+//! to fail:
+//!
+//! - a new thread starts at `usize::MAX`, so its first check enters the
+//!   runtime, which finds the thread's real stack bounds;
+//! - stress mode (`GROWSTACK_STRESS=1`) keeps it at `usize::MAX` for good.
+//!   A re-call would then fail its own check forever, so the runtime sets
+//!   a one-shot *bypass* before running it: the first failed check after
+//!   that runs its body (see [`take_bypass`]). The bypass is read on the
+//!   slow path only.
+//!
+//! Whatever the guard says, the runtime decides with the real limit it keeps
+//! in the thread's state (`thread.rs`), so a failed check is never wrong,
+//! only slower.
+
+use core::cell::Cell;
+
+use crate::arch;
+
+thread_local! {
+    // `const`-initialised and without a destructor: every access is a plain
+    // thread-pointer-relative load, with no lazy-initialisation branch.
+    static GUARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static BYPASS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether an annotated function may run its body here: true when the stack
+/// pointer is above the guard. About four instructions and no call.
+#[inline(always)]
+pub fn has_room() -> bool {
+    arch::stack_pointer() > GUARD.with(Cell::get)
+}
+
+/// Like [`has_room`], for a function whose body needs `frame` bytes of stack
+/// beyond the red zone (its body then runs out of line, after the check).
+#[inline(always)]
+pub fn has_room_for(frame: usize) -> bool {
+    arch::stack_pointer().wrapping_sub(frame) > GUARD.with(Cell::get)
+}
+
+/// Sets this thread's guard.
+#[inline]
+pub(crate) fn set(value: usize) {
+    GUARD.with(|g| g.set(value));
+}
+
+/// Called when a check failed: true (once) if the runtime has just moved
+/// this call to a stack with room while the guard stays poisoned (stress
+/// mode), so the body must run now instead of growing again.
+#[inline]
+pub fn take_bypass() -> bool {
+    BYPASS.with(|b| b.replace(false))
+}
+
+/// Makes the next failed check on this thread run its body.
+#[inline]
+pub(crate) fn set_bypass() {
+    BYPASS.with(|b| b.set(true));
+}

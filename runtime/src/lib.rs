@@ -1,0 +1,28 @@
+//! The runtime of [growstack](https://docs.rs/growstack): the stack check,
+//! the morestack trampoline, stack memory and growth.
+//!
+//! Users depend on the `growstack` crate, which re-exports what is public
+//! here; macro expansions reach the rest through `growstack::__private`.
+//! DESIGN.md in the repository explains the architecture.
+
+#![warn(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod arch;
+mod frame;
+mod grow;
+mod guard;
+mod signal;
+mod stack;
+mod stats;
+mod thread;
+
+pub use grow::{max_stack, maybe_grow, remaining_stack, set_max_stack};
+pub use stats::{Stats, stats};
+
+/// Items used by the code `#[growable]` generates. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::frame::FrameDesc;
+    pub use crate::grow::{morestack, morestack_body, out_of_line};
+    pub use crate::guard::{has_room, has_room_for, take_bypass};
+}

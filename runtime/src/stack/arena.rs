@@ -1,0 +1,220 @@
+//! The arena: huge `MAP_NORESERVE` reservations carved into power-of-two
+//! slots, each with a guard region at its low end.
+//!
+//! Slots of one size class are carved from the top of the class's current
+//! reservation downwards, so a stack allocated later usually sits below the
+//! ones allocated before it (debuggers expect deeper frames at lower
+//! addresses). Freed slots go to a LIFO free list per class.
+
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::GUARD_SIZE;
+
+/// log2 of the smallest slot (64 KiB) and of the largest (1 TiB).
+const MIN_CLASS: u32 = 16;
+const MAX_CLASS: u32 = 40;
+const CLASSES: usize = (MAX_CLASS - MIN_CLASS + 1) as usize;
+
+/// Address space reserved at a time for classes smaller than it. Costs no
+/// memory (`MAP_NORESERVE`, untouched) and keeps the region table short.
+const RESERVATION: usize = 1 << 30;
+
+/// Reservations the signal handler can classify. 4096 of at least 1 GiB
+/// cover 4 TiB of slots.
+const MAX_REGIONS: usize = 4096;
+
+/// `madvise` advice that installs guard markers in page tables (Linux
+/// 6.13); not yet in every libc release.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// One slot: `[base, base + size)`, guard region at `[base, base + GUARD_SIZE)`.
+#[derive(Debug)]
+pub struct Slot {
+    base: usize,
+    class: u32,
+}
+
+impl Slot {
+    /// Total size, guard region included.
+    pub fn size(&self) -> usize {
+        1 << self.class
+    }
+    /// One past the highest byte: where a stack on this slot starts.
+    pub fn top(&self) -> usize {
+        self.base + self.size()
+    }
+    /// Lowest usable byte, just above the guard region.
+    pub fn usable_lo(&self) -> usize {
+        self.base + GUARD_SIZE
+    }
+
+    /// Releases the pages between the guard region and `keep_from` (an
+    /// address in the slot; everything below it is released). Guard markers
+    /// survive `MADV_DONTNEED`.
+    pub fn release_below(&self, keep_from: usize) {
+        let lo = self.usable_lo();
+        let hi = keep_from.clamp(lo, self.top()) & !(super::PAGE_SIZE - 1);
+        if hi > lo {
+            // SAFETY: [lo, hi) lies inside this slot, which the caller owns
+            // and on which no frame lives below `keep_from`; MADV_DONTNEED
+            // only replaces those pages with zero-fill-on-demand ones.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+struct Pool {
+    free: Vec<usize>,
+    /// Carving cursor: slots are cut from `[floor, next)` downwards.
+    next: usize,
+    floor: usize,
+}
+
+static POOLS: Mutex<[Pool; CLASSES]> =
+    Mutex::new([const { Pool { free: Vec::new(), next: 0, floor: 0 } }; CLASSES]);
+
+/// Set when the kernel refused `MADV_GUARD_INSTALL` and guards fell back to
+/// `mprotect` (two VMAs per slot).
+static GUARD_FALLBACK: AtomicBool = AtomicBool::new(false);
+
+/// The size class holding at least `bytes`.
+pub fn class_for(bytes: usize) -> u32 {
+    bytes.next_power_of_two().trailing_zeros().max(MIN_CLASS)
+}
+
+/// Takes a slot of at least `bytes` (rounded up to a power of two, at least
+/// 64 KiB): the most recently freed one of its class, or a new one.
+pub fn alloc(bytes: usize) -> io::Result<Slot> {
+    let class = class_for(bytes);
+    if class > MAX_CLASS {
+        return Err(io::Error::new(io::ErrorKind::OutOfMemory, "stack slot larger than 1 TiB"));
+    }
+    let size = 1usize << class;
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = &mut pools[(class - MIN_CLASS) as usize];
+    if let Some(base) = pool.free.pop() {
+        return Ok(Slot { base, class });
+    }
+    if pool.next - pool.floor < size {
+        let len = size.max(RESERVATION);
+        let base = reserve(len, class)?;
+        pool.floor = base;
+        pool.next = base + len;
+    }
+    pool.next -= size;
+    let base = pool.next;
+    drop(pools);
+    install_guard(base)?;
+    Ok(Slot { base, class })
+}
+
+/// Returns a slot to its class's free list. Its resident pages stay as they
+/// are; the caller releases them first if it wants them gone.
+pub fn free(slot: Slot) {
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    pools[(slot.class - MIN_CLASS) as usize].free.push(slot.base);
+}
+
+fn reserve(len: usize, class: u32) -> io::Result<usize> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's
+    // choosing; it aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    regions::publish(p as usize, len, class);
+    Ok(p as usize)
+}
+
+fn install_guard(base: usize) -> io::Result<()> {
+    let p = base as *mut libc::c_void;
+    if !GUARD_FALLBACK.load(Ordering::Relaxed) {
+        // SAFETY: [base, base + GUARD_SIZE) is the low end of a slot we just
+        // carved from our own reservation; nothing lives there.
+        if unsafe { libc::madvise(p, GUARD_SIZE, MADV_GUARD_INSTALL) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(err);
+        }
+        GUARD_FALLBACK.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: as above; PROT_NONE only makes those unused pages fault.
+    if unsafe { libc::mprotect(p, GUARD_SIZE, libc::PROT_NONE) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENOMEM) {
+            return Err(io::Error::new(
+                err.kind(),
+                "growstack: mprotect for a stack guard failed: without MADV_GUARD_INSTALL \
+                 (Linux 6.13+) every stack takes two memory mappings; raise vm.max_map_count",
+            ));
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// What a faulting address is, as far as the arena knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardHit {
+    /// Size of the slot whose guard region was hit.
+    pub slot_size: usize,
+}
+
+/// Whether `addr` lies in the guard region of a slot. Lock-free and
+/// allocation-free: safe to call from a signal handler.
+pub fn guard_hit(addr: usize) -> Option<GuardHit> {
+    regions::find(addr).and_then(|(base, class)| {
+        let slot_size = 1usize << class;
+        ((addr - base) % slot_size < GUARD_SIZE).then_some(GuardHit { slot_size })
+    })
+}
+
+/// The append-only table of reservations, readable from signal handlers.
+mod regions {
+    use super::*;
+
+    struct Region {
+        base: AtomicUsize,
+        len: AtomicUsize,
+        class: AtomicUsize,
+    }
+
+    static TABLE: [Region; MAX_REGIONS] = [const {
+        Region { base: AtomicUsize::new(0), len: AtomicUsize::new(0), class: AtomicUsize::new(0) }
+    }; MAX_REGIONS];
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Records a reservation. Callers hold the pool lock, so there is one
+    /// writer at a time.
+    pub(super) fn publish(base: usize, len: usize, class: u32) {
+        let i = COUNT.load(Ordering::Relaxed);
+        assert!(i < MAX_REGIONS, "growstack: more than {MAX_REGIONS} stack reservations");
+        TABLE[i].base.store(base, Ordering::Relaxed);
+        TABLE[i].len.store(len, Ordering::Relaxed);
+        TABLE[i].class.store(class as usize, Ordering::Relaxed);
+        COUNT.store(i + 1, Ordering::Release);
+    }
+
+    /// The reservation holding `addr`: its base and size class.
+    pub(super) fn find(addr: usize) -> Option<(usize, u32)> {
+        let n = COUNT.load(Ordering::Acquire);
+        TABLE[..n].iter().find_map(|r| {
+            let base = r.base.load(Ordering::Relaxed);
+            let len = r.len.load(Ordering::Relaxed);
+            (addr.wrapping_sub(base) < len).then(|| (base, r.class.load(Ordering::Relaxed) as u32))
+        })
+    }
+}

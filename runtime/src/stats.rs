@@ -1,0 +1,44 @@
+//! Process-wide counters behind [`stats`].
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+pub(crate) static GROWTHS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SEGMENTS_ALLOCATED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SEGMENTS_LIVE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PEAK_STACK: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot of growstack's process-wide counters, from [`stats`].
+///
+/// Counters only grow, except `segments_live`; compare two snapshots to
+/// see what a piece of code did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Growth events: calls that continued on a segment because the stack
+    /// they were called on had no room left.
+    pub growths: u64,
+    /// Segments taken from the arena, i.e. not reused from a thread's cache.
+    pub segments_allocated: u64,
+    /// Segments held by threads right now, in use or cached. A thread's
+    /// segments go back to the arena when it exits.
+    pub segments_live: u64,
+    /// The largest stack any thread has held at once: its native stack plus
+    /// the segments in use, in bytes of address space.
+    pub peak_stack_bytes: u64,
+}
+
+/// Reads the process-wide counters.
+///
+/// ```
+/// let before = growstack::stats();
+/// growstack::maybe_grow(|| ());
+/// assert!(growstack::stats().growths >= before.growths);
+/// ```
+pub fn stats() -> Stats {
+    Stats {
+        growths: GROWTHS.load(Relaxed),
+        segments_allocated: SEGMENTS_ALLOCATED.load(Relaxed),
+        segments_live: SEGMENTS_LIVE.load(Relaxed),
+        peak_stack_bytes: PEAK_STACK.load(Relaxed),
+    }
+}
