@@ -1,4 +1,179 @@
-pub use growstack_macros::{growable, nosplit};
-pub use growstack_runtime::{Stats, max_stack, maybe_grow, remaining_stack, set_max_stack, stats};
+//! Go-style growable stacks for Rust.
+//!
+//! Annotate a recursive function with [`#[growable]`](growable) and it
+//! never overflows its stack: a check of a few instructions at its entry
+//! notices when the stack is nearly used up, and the call continues on a
+//! new *segment* (twice the size of the previous one) and comes back when it
+//! returns. Nothing is copied or moved, so references into the stack stay
+//! valid.
+//!
+//! ```
+//! #[growstack::growable]
+//! fn depth(list: &List) -> usize {
+//!     match list {
+//!         List::Cons(_, rest) => 1 + depth(rest),
+//!         List::Nil => 0,
+//!     }
+//! }
+//! # enum List { Cons(u32, Box<List>), Nil }
+//! # let mut list = List::Nil;
+//! # for i in 0..1_000_000 { list = List::Cons(i, Box::new(list)); }
+//! // A million levels: far beyond the 8 MiB main-thread stack.
+//! assert_eq!(depth(&list), 1_000_000);
+//! # while let List::Cons(_, rest) = list { list = *rest; }
+//! ```
+//!
+//! # A tour
+//!
+//! - [`#[growable]`](growable) goes on a `fn`, an `impl` block, a `trait`
+//!   (its default bodies) or an inline `mod`, and instruments every function
+//!   with a body inside. [`#[nosplit]`](nosplit) leaves one out.
+//! - [`maybe_grow`] gives the same guarantee to a closure, for calls into code
+//!   you cannot annotate (a serde `Deserializer`, a recursive visitor in
+//!   another crate).
+//! - [`set_max_stack`] bounds the stack of one thread (1 GiB by default, as
+//!   in Go); growing past it is an ordinary panic.
+//! - [`remaining_stack`] and [`stats`] tell you where you are.
+//!
+//! # What is protected
+//!
+//! Each thread's stack has a *guard*: the lowest point at which an
+//! annotated function may start, a red zone (64 KiB) above the real end of
+//! the stack. Annotated functions check it; code that is not annotated does
+//! not. If such code recurses deeply on a segment, it runs through the red
+//! zone into the segment's guard region and the process aborts with a
+//! message naming the thread and what to do, just as std aborts when a
+//! thread overflows its native stack. Nothing reachable from safe code
+//! causes undefined behaviour.
+//!
+//! A function whose body has large local arrays (`[0u8; 50_000]`) gets its
+//! frame out of line, after a check that asks for that much room; write
+//! `#[growable(frame = 100_000)]` when the size is hidden from the macro
+//! (a large local of a type it cannot see into).
+//!
+//! # Testing your code under growth
+//!
+//! With `GROWSTACK_STRESS=1` in the environment, every check fails, so every
+//! annotated call goes through the whole growth path (the way Go tests its
+//! runtime with a forced stack move at every call). Run your test suite
+//! once that way.
+//!
+//! # Platform
+//!
+//! x86_64 Linux. Segments take their guard regions from
+//! `MADV_GUARD_INSTALL` (Linux 6.13+) and fall back to `mprotect` on older
+//! kernels.
+
+#![warn(missing_docs)]
+
+/// Makes functions grow their stack instead of overflowing it.
+///
+/// On a `fn`, every call checks the stack pointer against the thread's
+/// guard first; when there is no room, the call continues on a segment and
+/// returns through the runtime. On an `impl` block, a `trait` or an inline
+/// `mod`, every function with a body inside is instrumented (recursively for
+/// nested modules); mark one [`#[nosplit]`](nosplit) to leave it out.
+///
+/// ```
+/// use growstack::growable;
+///
+/// enum Tree {
+///     Leaf(u64),
+///     Node(Box<Tree>, Box<Tree>),
+/// }
+///
+/// #[growable]
+/// impl Tree {
+///     fn sum(&self) -> u64 {
+///         match self {
+///             Tree::Leaf(v) => *v,
+///             Tree::Node(l, r) => l.sum() + r.sum(),
+///         }
+///     }
+/// }
+///
+/// let mut tree = Tree::Leaf(1);
+/// for i in 0..500_000 {
+///     tree = Tree::Node(Box::new(tree), Box::new(Tree::Leaf(i)));
+/// }
+/// assert_eq!(tree.sum(), 1 + (0..500_000).sum::<u64>());
+/// # std::mem::forget(tree); // this Tree's drop glue is not annotated
+/// ```
+///
+/// Generics, lifetimes, every receiver (`self`, `&mut self`,
+/// `self: Box<Self>`, `self: Pin<&mut Self>`), argument patterns,
+/// `impl Trait`, `unsafe fn`, `-> !`, `?` and early `return` work as
+/// written: the body is not wrapped in a closure, the function calls itself
+/// again on the new stack.
+///
+/// # Arguments
+///
+/// `#[growable(frame = N)]`: the body has `N` bytes of large locals that
+/// the macro cannot see (it counts arrays with literal lengths itself). The
+/// body then runs out of line, after a check that asks for `2 * N` bytes
+/// beyond the red zone: unoptimised builds may hold a second copy of a
+/// large local while moving it into place.
+///
+/// # Rejected
+///
+/// `async fn` and `const fn` (a compile error points at the keyword), items
+/// other than `fn`, `impl`, `trait` and inline `mod`, and unknown arguments.
+///
+/// # Drop
+///
+/// `Drop::drop` runs before the fields are dropped, so only recursion
+/// *inside* `drop` is covered: move the children out (`Option::take`,
+/// `mem::replace`) and drop them in the body.
+///
+/// ```
+/// struct Node {
+///     next: Option<Box<Node>>,
+/// }
+///
+/// #[growstack::growable]
+/// impl Drop for Node {
+///     fn drop(&mut self) {
+///         drop(self.next.take()); // the rest of the list drops in here
+///     }
+/// }
+///
+/// let mut list = Node { next: None };
+/// for _ in 0..1_000_000 {
+///     list = Node { next: Some(Box::new(list)) };
+/// }
+/// drop(list); // a million nested drops, no overflow
+/// ```
+#[doc(inline)]
+pub use growstack_macros::growable;
+
+/// Leaves one function inside a [`#[growable]`](growable) block without a
+/// check.
+///
+/// For tiny leaf functions on hot paths. A `#[nosplit]` function must not
+/// call itself (a compile error says so), and whatever it calls runs on the
+/// red zone until the next annotated call.
+///
+/// ```
+/// #[growstack::growable]
+/// mod walk {
+///     pub fn count(n: u64) -> u64 {
+///         if n == 0 { 0 } else { step() + count(n - 1) }
+///     }
+///
+///     #[nosplit]
+///     fn step() -> u64 {
+///         1
+///     }
+/// }
+/// assert_eq!(walk::count(1_000_000), 1_000_000);
+/// ```
+#[doc(inline)]
+pub use growstack_macros::nosplit;
+
+pub use growstack_runtime::{
+    Stats, max_stack, maybe_grow, remaining_stack, set_max_stack, stats,
+};
+
+/// What the code generated by [`growable`] calls. Not a stable API.
 #[doc(hidden)]
 pub use growstack_runtime::__private;

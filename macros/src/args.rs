@@ -6,7 +6,7 @@ use syn::{LitInt, Token};
 /// `#[growable]` or `#[growable(frame = N)]`.
 #[derive(Clone, Copy, Default)]
 pub struct Args {
-    /// Stack the body needs beyond the red zone, in bytes, if stated.
+    /// Bytes of large locals in the body, if stated.
     pub frame: Option<usize>,
 }
 

@@ -220,7 +220,9 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
     check::signature(sig)?;
     let frame = args.frame.unwrap_or_else(|| frame::estimate(block));
     let out_of_line = args.frame.is_some() || frame > frame::OUT_OF_LINE;
-    let frame = if out_of_line { frame } else { 0 };
+    // Unoptimised builds may keep a second copy of a large local (a
+    // temporary moved into place), so ask for twice the locals.
+    let frame = if out_of_line { frame.saturating_mul(2) } else { 0 };
 
     // Plain identifiers for every argument, bound again after the check.
     let mut rebind = Vec::new();

@@ -43,6 +43,7 @@ static MAX_STACK: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACK);
 /// `catch_unwind` catches it and destructors run.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// growstack::set_max_stack(4 << 30); // allow 4 GiB per thread
 /// assert_eq!(growstack::max_stack(), 4 << 30);
 /// # growstack::set_max_stack(1 << 30);
@@ -263,6 +264,7 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
 /// that code comes back through `maybe_grow` the check runs again.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// fn depth(v: &serde_like::Value) -> usize {
 ///     growstack::maybe_grow(|| match v {
 ///         serde_like::Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
@@ -288,6 +290,7 @@ pub fn maybe_grow<R>(f: impl FnOnce() -> R) -> R {
 /// on whatever stack (native or segment) the caller runs. 0 once past it.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// assert!(growstack::remaining_stack() > 0);
 /// ```
 pub fn remaining_stack() -> usize {

@@ -30,6 +30,7 @@ pub struct Stats {
 /// Reads the process-wide counters.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let before = growstack::stats();
 /// growstack::maybe_grow(|| ());
 /// assert!(growstack::stats().growths >= before.growths);
