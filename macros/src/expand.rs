@@ -189,7 +189,12 @@ fn member(
     let nosplit = attrs.iter().position(check::is_nosplit);
     let growable = attrs.iter().position(check::is_growable);
     match (nosplit, growable) {
-        (Some(n), Some(_)) => return errors.push(both_attributes(&attrs[n])),
+        (Some(n), Some(_)) => {
+            errors.push(both_attributes(&attrs[n]));
+            // Neither attribute resolves on its own inside the block.
+            attrs.retain(|a| !check::is_nosplit(a) && !check::is_growable(a));
+            return;
+        }
         (Some(n), None) => {
             let attr = attrs.remove(n);
             if !matches!(attr.meta, syn::Meta::Path(_)) {

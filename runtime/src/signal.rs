@@ -153,9 +153,11 @@ fn report_overflow(addr: usize, slot_size: usize) {
     let name = NAME.with(|n| unsafe { *n.get() });
     let name = core::str::from_utf8(&name[..len]).unwrap_or("<unnamed>");
     let name = if len == 0 { "<unnamed>" } else { name };
+    // SAFETY: gettid(2) has no preconditions and is async-signal-safe.
+    let tid = unsafe { libc::gettid() };
     let _ = write!(
         msg,
-        "\nthread '{name}' has overflowed its stack in code without a growth check \
+        "\nthread '{name}' ({tid}) has overflowed its stack in code without a growth check \
          (it ran through the red zone into the guard region of a {slot_size}-byte growstack \
          stack at {addr:#x})\n\
          help: annotate the recursive function with #[growstack::growable], \

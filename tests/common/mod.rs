@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::hint::black_box;
+
+/// Runs `f` on a new thread with a native stack of `stack` bytes.
+pub fn on_thread<T: Send + 'static>(stack: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Calls `f` from just below the current guard: unannotated frames eat the
+/// stack down to it, so the next annotated call `f` makes has to grow.
+pub fn at_the_edge<R>(f: impl FnOnce() -> R) -> R {
+    let mut f = Some(f);
+    let mut out = None;
+    burn(&mut || out = Some((f.take().unwrap())()));
+    out.unwrap()
+}
+
+#[inline(never)]
+fn burn(f: &mut dyn FnMut()) {
+    if growstack::remaining_stack() == 0 {
+        return f();
+    }
+    let pad = [0u8; 128];
+    black_box(&pad);
+    burn(f);
+    black_box(&pad);
+}

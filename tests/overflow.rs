@@ -1,0 +1,112 @@
+//! Faults, seen from outside: each test runs itself again as a child
+//! process that crashes, and checks how it died and what it printed.
+
+use std::hint::black_box;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+
+const CHILD: &str = "GROWSTACK_OVERFLOW_CHILD";
+const SIGABRT: i32 = 6;
+const SIGSEGV: i32 = 11;
+
+/// In the child, runs `crash`; in the parent, runs the child and returns
+/// its output.
+fn child(name: &str, crash: impl FnOnce()) -> Option<Output> {
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        crash();
+        unreachable!("the child was meant to crash");
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    Some(out)
+}
+
+/// Unannotated, unbounded recursion.
+#[inline(never)]
+fn plain(n: u64) -> u64 {
+    let pad = [n; 16];
+    black_box(&pad);
+    plain(n + 1).wrapping_add(pad[3])
+}
+
+#[growstack::growable]
+fn down_then_plain(n: u32) -> u64 {
+    if n == 0 { plain(0) } else { down_then_plain(n - 1) + 1 }
+}
+
+#[growstack::growable]
+fn annotated(n: u32) -> u32 {
+    if n == 0 { 0 } else { annotated(n - 1) + 1 }
+}
+
+fn named_thread(name: &str, f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(64 << 10)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn guard_hit_on_a_segment_names_the_thread_and_aborts() {
+    let Some(out) = child("guard_hit_on_a_segment_names_the_thread_and_aborts", || {
+        // 10k annotated levels leave the 64 KiB native stack behind; the
+        // unannotated recursion then runs off the end of a segment.
+        named_thread("deep-worker", || {
+            black_box(down_then_plain(10_000));
+        });
+    }) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
+    assert!(stderr.contains("thread 'deep-worker' ("), "{stderr}");
+    assert!(
+        stderr.contains("has overflowed its stack in code without a growth check"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("guard region of a "), "{stderr}");
+    assert!(
+        stderr.contains("annotate the recursive function with #[growstack::growable]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("growstack::maybe_grow"), "{stderr}");
+}
+
+#[test]
+fn native_stack_overflow_still_reported_by_std() {
+    let Some(out) = child("native_stack_overflow_still_reported_by_std", || {
+        named_thread("plain-worker", || {
+            // Sets up growstack on this thread (and its signal handler)...
+            assert_eq!(annotated(1000), 1000);
+            // ...then overflows the native stack in unannotated code.
+            black_box(plain(0));
+        });
+    }) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
+    assert!(stderr.contains("thread 'plain-worker' ("), "{stderr}");
+    assert!(stderr.contains("has overflowed its stack\n"), "{stderr}");
+    assert!(!stderr.contains("growstack"), "not a growstack guard: {stderr}");
+}
+
+#[test]
+fn other_faults_go_to_the_previous_handler() {
+    let Some(out) = child("other_faults_go_to_the_previous_handler", || {
+        assert_eq!(annotated(1000), 1000);
+        // SAFETY: none; this child is meant to fault on an unmapped address.
+        black_box(unsafe { std::ptr::read_volatile(black_box(0x10usize) as *const u8) });
+    }) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGSEGV), "{stderr}");
+    assert!(!stderr.contains("overflowed"), "{stderr}");
+}

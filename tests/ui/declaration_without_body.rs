@@ -1,0 +1,6 @@
+trait Visit {
+    #[growstack::growable]
+    fn visit(&self, n: u32) -> u32;
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[growstack::growable]
+#[growstack::nosplit]
+fn leaf(n: u32) -> u32 {
+    n + 1
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+struct Walker;
+
+#[growstack::growable]
+impl Walker {
+    #[nosplit]
+    #[growable]
+    fn step(&self) -> u32 {
+        1
+    }
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[growstack::nosplit]
+struct Leaf;
+
+fn main() {}

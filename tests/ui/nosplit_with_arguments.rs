@@ -1,0 +1,6 @@
+#[growstack::nosplit(fast)]
+fn leaf(n: u32) -> u32 {
+    n + 1
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[growstack::growable]
+enum Expr {
+    Num(i64),
+    Neg(Box<Expr>),
+}
+
+fn main() {}

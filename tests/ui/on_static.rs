@@ -1,0 +1,4 @@
+#[growstack::growable]
+static DEPTH: usize = 10;
+
+fn main() {}

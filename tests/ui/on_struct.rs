@@ -1,0 +1,6 @@
+#[growstack::growable]
+struct Tree {
+    children: Vec<Tree>,
+}
+
+fn main() {}
