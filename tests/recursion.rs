@@ -56,9 +56,9 @@ fn remaining_stack_is_refilled_on_a_segment() {
     let (lo, hi) = on_thread(64 << 10, || remaining_range(200_000));
     // Growth waits until the stack is nearly used up...
     assert!(lo < 16 << 10, "lowest remaining {lo}");
-    // ...and a segment brings room the 64 KiB thread never had (at least
-    // 128 KiB, even with the small segments of stress mode).
-    assert!(hi > 128 << 10, "highest remaining {hi}");
+    // ...and a segment brings room the 64 KiB thread never had (nearly
+    // 128 KiB even with the small segments of stress mode).
+    assert!(hi > 96 << 10, "highest remaining {hi}");
 }
 
 /// Go's runtime test: pass pointers to stack variables down a growing call
