@@ -27,9 +27,15 @@ fn million_long_list_drops() {
     let (sum, dropped) = std::thread::Builder::new()
         .stack_size(64 << 10)
         .spawn(move || {
-            let mut list = Node { value: 0, next: None };
+            let mut list = Node {
+                value: 0,
+                next: None,
+            };
             for i in 1..n {
-                list = Node { value: i, next: Some(Box::new(list)) };
+                list = Node {
+                    value: i,
+                    next: Some(Box::new(list)),
+                };
             }
             let mut sum = 0;
             let mut cur = Some(&list);

@@ -29,7 +29,11 @@ fn forever(n: u64) -> u64 {
 
 #[growstack::growable]
 fn bounded(n: u64) -> u64 {
-    if n == 0 { 0 } else { bounded(n - 1).rotate_left(1) ^ n }
+    if n == 0 {
+        0
+    } else {
+        bounded(n - 1).rotate_left(1) ^ n
+    }
 }
 
 #[test]
@@ -42,8 +46,15 @@ fn growth_past_the_limit_panics_and_unwinds() {
         .spawn(move || {
             let err = catch_unwind(|| forever(0)).unwrap_err();
             let msg = err.downcast_ref::<String>().expect("a String payload");
-            assert!(msg.contains(&format!("exceeds {limit}-byte limit")), "{msg}");
-            assert_eq!(LIVE.load(Ordering::Relaxed), 0, "every frame's destructor ran");
+            assert!(
+                msg.contains(&format!("exceeds {limit}-byte limit")),
+                "{msg}"
+            );
+            assert_eq!(
+                LIVE.load(Ordering::Relaxed),
+                0,
+                "every frame's destructor ran"
+            );
             // The thread recovers and grows again within the limit.
             let want = (1..=10_000u64).fold(0u64, |acc, i| acc.rotate_left(1) ^ i);
             assert_eq!(bounded(10_000), want);

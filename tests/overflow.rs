@@ -34,7 +34,11 @@ fn plain(n: u64) -> u64 {
 
 #[growstack::growable]
 fn down_then_plain(n: u32) -> u64 {
-    if n == 0 { plain(0) } else { down_then_plain(n - 1) + 1 }
+    if n == 0 {
+        plain(0)
+    } else {
+        down_then_plain(n - 1) + 1
+    }
 }
 
 #[growstack::growable]
@@ -94,7 +98,10 @@ fn native_stack_overflow_still_reported_by_std() {
     assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
     assert!(stderr.contains("thread 'plain-worker' ("), "{stderr}");
     assert!(stderr.contains("has overflowed its stack\n"), "{stderr}");
-    assert!(!stderr.contains("growstack"), "not a growstack guard: {stderr}");
+    assert!(
+        !stderr.contains("growstack"),
+        "not a growstack guard: {stderr}"
+    );
 }
 
 #[test]

@@ -26,7 +26,11 @@ fn on_thread<T: Send + 'static>(stack: usize, f: impl FnOnce() -> T + Send + 'st
 /// cannot turn it into a loop.
 #[growable]
 fn mix(n: u64) -> u64 {
-    if n == 0 { 0 } else { mix(n - 1).rotate_left(5) ^ n }
+    if n == 0 {
+        0
+    } else {
+        mix(n - 1).rotate_left(5) ^ n
+    }
 }
 
 fn mix_loop(n: u64) -> u64 {
@@ -71,7 +75,11 @@ struct Link<'a> {
 
 #[growable]
 fn descend(up: &Link<'_>, out: &mut [u64; 4], n: u64) -> u64 {
-    let mut here = Link { depth: up.depth + 1, scratch: [up.depth; 4], up: Some(up) };
+    let mut here = Link {
+        depth: up.depth + 1,
+        scratch: [up.depth; 4],
+        up: Some(up),
+    };
     let mut below = [0u64; 4];
     let walked = if n == 0 {
         // At the bottom: walk every frame's local back to the top.
@@ -89,10 +97,18 @@ fn descend(up: &Link<'_>, out: &mut [u64; 4], n: u64) -> u64 {
     };
     if n > 0 {
         // The callee wrote into our local through a pointer.
-        assert_eq!(below, [here.depth + 1, here.depth + 2, here.depth + 3, !here.depth]);
+        assert_eq!(
+            below,
+            [here.depth + 1, here.depth + 2, here.depth + 3, !here.depth]
+        );
     }
     here.scratch = [0; 4];
-    *out = [here.depth, here.depth + 1, here.depth + 2, !(here.depth - 1)];
+    *out = [
+        here.depth,
+        here.depth + 1,
+        here.depth + 2,
+        !(here.depth - 1),
+    ];
     walked
 }
 
@@ -101,7 +117,11 @@ fn pointers_to_stack_locals_stay_valid() {
     raise_limit();
     let n = 300_000;
     let (walked, out) = on_thread(64 << 10, move || {
-        let top = Link { depth: 0, scratch: [0; 4], up: None };
+        let top = Link {
+            depth: 0,
+            scratch: [0; 4],
+            up: None,
+        };
         let mut out = [0; 4];
         let walked = descend(&top, &mut out, n);
         (walked, out)
@@ -124,7 +144,10 @@ impl Drop for Counted {
 fn panic_at_bottom(n: u32) -> u32 {
     let _guard = Counted;
     if n == 0 {
-        panic!("bottom reached with {} drops so far", DROPS.load(Ordering::Relaxed));
+        panic!(
+            "bottom reached with {} drops so far",
+            DROPS.load(Ordering::Relaxed)
+        );
     }
     panic_at_bottom(n - 1) + 1
 }

@@ -21,15 +21,21 @@ fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[growable]
 fn sum_generic<T: Copy + Into<u64>, const K: usize>(xs: &[T; K], n: u32) -> u64
 where
-    T: std::fmt::Debug,
+    [T; K]: std::fmt::Debug,
 {
-    if n == 0 { 0 } else { xs[n as usize % K].into() + sum_generic(xs, n - 1) }
+    if n == 0 {
+        0
+    } else {
+        xs[n as usize % K].into() + sum_generic(xs, n - 1)
+    }
 }
 
 #[test]
 fn generic_fn_with_const_param() {
     let got = on_small_stack(|| sum_generic::<u8, 3>(&[1, 2, 3], DEPTH));
-    let want: u64 = (1..=DEPTH as u64).map(|i| [1, 2, 3][(i % 3) as usize]).sum();
+    let want: u64 = (1..=DEPTH as u64)
+        .map(|i| [1, 2, 3][(i % 3) as usize])
+        .sum();
     assert_eq!(got, want);
 }
 
@@ -57,7 +63,11 @@ struct Wrapper(u64);
 #[growable]
 fn patterns((a, b): (u32, u32), mut acc: u64, Wrapper(w): Wrapper, _: ()) -> u64 {
     acc += u64::from(a) + w;
-    if b == 0 { acc } else { patterns((a, b - 1), acc, Wrapper(w), ()) }
+    if b == 0 {
+        acc
+    } else {
+        patterns((a, b - 1), acc, Wrapper(w), ())
+    }
 }
 
 #[test]
@@ -68,7 +78,11 @@ fn argument_patterns_are_rebound() {
 
 #[growable]
 fn apply_all(n: u32, f: &impl Fn(u32) -> u64) -> u64 {
-    if n == 0 { 0 } else { f(n) + apply_all(n - 1, f) }
+    if n == 0 {
+        0
+    } else {
+        f(n) + apply_all(n - 1, f)
+    }
 }
 
 #[growable]
@@ -76,7 +90,11 @@ fn digits(n: u64, pad: u32) -> impl Iterator<Item = u64> {
     if pad > 0 {
         return digits(n, pad - 1).collect::<Vec<_>>().into_iter();
     }
-    let mut v: Vec<u64> = if n < 10 { Vec::new() } else { digits(n / 10, 0).collect() };
+    let mut v: Vec<u64> = if n < 10 {
+        Vec::new()
+    } else {
+        digits(n / 10, 0).collect()
+    };
     v.push(n % 10);
     v.into_iter()
 }
@@ -96,7 +114,11 @@ unsafe fn sum_raw(p: *const u32, n: usize) -> u64 {
     // SAFETY: the caller guarantees n + 1 readable values from p.
     let v = u64::from(unsafe { *p.add(n) });
     // SAFETY: the same contract for n - 1.
-    if n == 0 { v } else { v + unsafe { sum_raw(p, n - 1) } }
+    if n == 0 {
+        v
+    } else {
+        v + unsafe { sum_raw(p, n - 1) }
+    }
 }
 
 #[test]
@@ -165,10 +187,18 @@ struct Counter {
 #[growable]
 impl Counter {
     fn new_chain(n: u32) -> Counter {
-        if n == 0 { Counter { n: DEPTH, total: 0 } } else { Counter::new_chain(n - 1) }
+        if n == 0 {
+            Counter { n: DEPTH, total: 0 }
+        } else {
+            Counter::new_chain(n - 1)
+        }
     }
     fn by_ref(&self, n: u32) -> u64 {
-        if n == 0 { u64::from(self.n) } else { 1 + self.by_ref(n - 1) }
+        if n == 0 {
+            u64::from(self.n)
+        } else {
+            1 + self.by_ref(n - 1)
+        }
     }
     fn by_mut(&mut self, n: u32) {
         self.total += 1;
@@ -177,14 +207,34 @@ impl Counter {
         }
     }
     fn by_value(self, n: u32) -> Counter {
-        if n == 0 { self } else { Counter { total: self.total + 1, ..self }.by_value(n - 1) }
+        if n == 0 {
+            self
+        } else {
+            Counter {
+                total: self.total + 1,
+                ..self
+            }
+            .by_value(n - 1)
+        }
     }
     fn boxed(self: Box<Self>, n: u32) -> u64 {
-        if n == 0 { self.total } else { Box::new(Counter { total: self.total + 2, n: 0 }).boxed(n - 1) }
+        if n == 0 {
+            self.total
+        } else {
+            Box::new(Counter {
+                total: self.total + 2,
+                n: 0,
+            })
+            .boxed(n - 1)
+        }
     }
     fn pinned(mut self: Pin<&mut Self>, n: u32) -> u64 {
         self.total += 3;
-        if n == 0 { self.total } else { self.as_mut().pinned(n - 1) }
+        if n == 0 {
+            self.total
+        } else {
+            self.as_mut().pinned(n - 1)
+        }
     }
     #[nosplit]
     fn peek(&self) -> u32 {
@@ -222,7 +272,11 @@ trait Walk<T> {
 #[growable]
 trait Visit {
     fn visit(&self, n: u32) -> u64 {
-        if n == 0 { self.leaf() } else { 1 + self.visit(n - 1) }
+        if n == 0 {
+            self.leaf()
+        } else {
+            1 + self.visit(n - 1)
+        }
     }
     fn leaf(&self) -> u64;
 }
@@ -235,7 +289,11 @@ impl Walk<u8> for Stepper {
         (n % 251) as u8
     }
     fn walk(&self, n: u32) -> Vec<u8> {
-        if n == 0 { vec![0] } else { [self.walk(n - 1), vec![self.step(n)]].concat() }
+        if n == 0 {
+            vec![0]
+        } else {
+            [self.walk(n - 1), vec![self.step(n)]].concat()
+        }
     }
 }
 
@@ -275,7 +333,9 @@ impl<T: Clone + PartialEq> Stack<T> {
 #[test]
 fn generic_impl_block() {
     let got = on_small_stack(|| {
-        let s = Stack { items: (0..DEPTH).map(|i| i % 4).collect() };
+        let s = Stack {
+            items: (0..DEPTH).map(|i| i % 4).collect(),
+        };
         s.count_equal(0, &3)
     });
     assert_eq!(got, DEPTH as usize / 4);
@@ -317,7 +377,10 @@ mod tree {
             let placeholder = || Box::new(Expr::Num(0));
             match self {
                 Expr::Num(_) => {}
-                Expr::Add(a, b) => drop((std::mem::replace(a, placeholder()), std::mem::replace(b, placeholder()))),
+                Expr::Add(a, b) => drop((
+                    std::mem::replace(a, placeholder()),
+                    std::mem::replace(b, placeholder()),
+                )),
                 Expr::Neg(a) => drop(std::mem::replace(a, placeholder())),
             }
         }
@@ -343,7 +406,10 @@ fn inline_module_recursively() {
     for i in 0..DEPTH {
         want = if i % 2 == 0 { want + 2 } else { -want };
     }
-    assert_eq!(got, (want, 1 + DEPTH as usize + (DEPTH as usize).div_ceil(2)));
+    assert_eq!(
+        got,
+        (want, 1 + DEPTH as usize + (DEPTH as usize).div_ceil(2))
+    );
 }
 
 struct Plain(u32);
@@ -378,7 +444,11 @@ fn labels_and_closures(n: u32) -> u32 {
         }
     }
     let add = |x: u32| x + found - 3;
-    if n == 0 { 0 } else { add(labels_and_closures(n - 1)) + 1 }
+    if n == 0 {
+        0
+    } else {
+        add(labels_and_closures(n - 1)) + 1
+    }
 }
 
 #[test]

@@ -18,7 +18,11 @@ fn leaf(x: u64) -> u64 {
 
 #[growable]
 fn mix(n: u64) -> u64 {
-    if n == 0 { 0 } else { mix(n - 1).rotate_left(5) ^ n }
+    if n == 0 {
+        0
+    } else {
+        mix(n - 1).rotate_left(5) ^ n
+    }
 }
 
 #[test]
@@ -37,12 +41,20 @@ fn hot_split_loop_reuses_one_segment() {
         })
     });
     let (before, after) = delta;
-    let want = (0..iterations).fold(0u64, |s, i| s.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7));
+    let want = (0..iterations).fold(0u64, |s, i| {
+        s.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7)
+    });
     assert_eq!(sum, want);
     // Every call sat on the boundary and grew...
-    assert!(after.growths - before.growths >= iterations, "{before:?} -> {after:?}");
+    assert!(
+        after.growths - before.growths >= iterations,
+        "{before:?} -> {after:?}"
+    );
     // ...onto the same cached segment.
-    assert!(after.segments_allocated - before.segments_allocated <= 1, "{before:?} -> {after:?}");
+    assert!(
+        after.segments_allocated - before.segments_allocated <= 1,
+        "{before:?} -> {after:?}"
+    );
 }
 
 #[test]
@@ -54,6 +66,13 @@ fn thread_exit_returns_its_segments() {
         assert_ne!(mix(500_000), 0);
         stats().segments_live
     });
-    assert!(during > before, "the thread held segments: {before} -> {during}");
-    assert_eq!(stats().segments_live, before, "and gave them all back when it exited");
+    assert!(
+        during > before,
+        "the thread held segments: {before} -> {during}"
+    );
+    assert_eq!(
+        stats().segments_live,
+        before,
+        "and gave them all back when it exited"
+    );
 }

@@ -26,7 +26,10 @@ impl Parse for Args {
             }
             input.parse::<Token![=]>()?;
             let value: LitInt = input.parse().map_err(|e| {
-                syn::Error::new(e.span(), "`frame` takes an integer: the bytes the body needs")
+                syn::Error::new(
+                    e.span(),
+                    "`frame` takes an integer: the bytes the body needs",
+                )
             })?;
             args.frame = Some(value.base10_parse()?);
             if !input.is_empty() {

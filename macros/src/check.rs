@@ -41,7 +41,10 @@ pub fn signature(sig: &Signature) -> syn::Result<()> {
         ));
     }
     if let Some(v) = &sig.variadic {
-        return Err(syn::Error::new_spanned(v, "#[growable] cannot instrument a variadic fn"));
+        return Err(syn::Error::new_spanned(
+            v,
+            "#[growable] cannot instrument a variadic fn",
+        ));
     }
     Ok(())
 }
@@ -49,7 +52,10 @@ pub fn signature(sig: &Signature) -> syn::Result<()> {
 /// Errors for each call of `name` to itself inside `block`: a `#[nosplit]`
 /// function has no check, so recursion in it could overflow.
 pub fn nosplit_recursion(name: &syn::Ident, block: &syn::Block) -> Vec<syn::Error> {
-    let mut v = SelfCalls { name, errors: Vec::new() };
+    let mut v = SelfCalls {
+        name,
+        errors: Vec::new(),
+    };
     v.visit_block(block);
     v.errors
 }
@@ -78,8 +84,9 @@ impl<'ast> Visit<'ast> for SelfCalls<'_> {
             let segs = &p.path.segments;
             let direct = segs.len() == 1 && p.qself.is_none();
             let via_self = segs.len() == 2 && segs[0].ident == "Self";
-            let qualified = p.qself.is_some() && segs.len() >= 1;
-            if (direct || via_self || qualified) && segs.last().is_some_and(|s| s.ident == *self.name)
+            let qualified = p.qself.is_some() && !segs.is_empty();
+            if (direct || via_self || qualified)
+                && segs.last().is_some_and(|s| s.ident == *self.name)
             {
                 self.found(call);
             }
@@ -88,8 +95,7 @@ impl<'ast> Visit<'ast> for SelfCalls<'_> {
     }
 
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
-        let on_self =
-            matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("self"));
+        let on_self = matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("self"));
         if on_self && call.method == *self.name {
             self.found(call);
         }

@@ -42,7 +42,11 @@ pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
             if let Some(attr) = f.attrs.iter().find(|a| check::is_nosplit(a)) {
                 errors.push(both_attributes(attr));
             } else {
-                let ctx = if mentions_self(&f.sig) { Ctx::SelfPath } else { Ctx::Free };
+                let ctx = if mentions_self(&f.sig) {
+                    Ctx::SelfPath
+                } else {
+                    Ctx::Free
+                };
                 let result = instrument(&mut f.sig, &mut f.block, &ctx, args);
                 errors.extend(result.err());
             }
@@ -57,7 +61,10 @@ pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
 pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
     if !args.is_empty() {
-        errors.push(syn::Error::new_spanned(args, "#[nosplit] takes no arguments"));
+        errors.push(syn::Error::new_spanned(
+            args,
+            "#[nosplit] takes no arguments",
+        ));
     }
     match syn::parse2::<Item>(input.clone()) {
         Ok(Item::Fn(f)) => {
@@ -85,9 +92,16 @@ enum Ctx {
     /// In an inherent impl: `Self::f(...)`, named `Type::f`.
     Inherent { self_ty: String },
     /// In a trait impl: `<Self as Trait>::f(...)`, named `Type::f`.
-    TraitImpl { self_ty: String, trait_path: TokenStream, is_drop: bool },
+    TraitImpl {
+        self_ty: String,
+        trait_path: TokenStream,
+        is_drop: bool,
+    },
     /// A default body in a trait: `<Self as Trait<..>>::f(...)`, named `Trait::f`.
-    TraitDef { name: String, trait_path: TokenStream },
+    TraitDef {
+        name: String,
+        trait_path: TokenStream,
+    },
 }
 
 impl Ctx {
@@ -115,7 +129,11 @@ impl Ctx {
 fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, top: bool) {
     match item {
         Item::Fn(f) => {
-            let ctx = if mentions_self(&f.sig) { Ctx::SelfPath } else { Ctx::Free };
+            let ctx = if mentions_self(&f.sig) {
+                Ctx::SelfPath
+            } else {
+                Ctx::Free
+            };
             member(&mut f.attrs, &mut f.sig, &mut f.block, &ctx, args, errors);
         }
         Item::Impl(imp) => {
@@ -142,17 +160,20 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                 trait_path: quote!(#ident #ty_generics),
             };
             for it in &mut tr.items {
-                if let TraitItem::Fn(f) = it {
-                    if let Some(block) = &mut f.default {
-                        member(&mut f.attrs, &mut f.sig, block, &ctx, args, errors);
-                    }
+                if let TraitItem::Fn(f) = it
+                    && let Some(block) = &mut f.default
+                {
+                    member(&mut f.attrs, &mut f.sig, block, &ctx, args, errors);
                 }
             }
         }
         Item::Mod(m) => match &mut m.content {
             Some((_, items)) => {
                 for it in items {
-                    if matches!(it, Item::Fn(_) | Item::Impl(_) | Item::Trait(_) | Item::Mod(_)) {
+                    if matches!(
+                        it,
+                        Item::Fn(_) | Item::Impl(_) | Item::Trait(_) | Item::Mod(_)
+                    ) {
                         instrument_item(it, args, errors, false);
                     }
                 }
@@ -198,7 +219,10 @@ fn member(
         (Some(n), None) => {
             let attr = attrs.remove(n);
             if !matches!(attr.meta, syn::Meta::Path(_)) {
-                errors.push(syn::Error::new_spanned(&attr, "#[nosplit] takes no arguments"));
+                errors.push(syn::Error::new_spanned(
+                    &attr,
+                    "#[nosplit] takes no arguments",
+                ));
             }
             return errors.extend(check::nosplit_recursion(&sig.ident, block));
         }
@@ -227,7 +251,11 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
     let out_of_line = args.frame.is_some() || frame > frame::OUT_OF_LINE;
     // Unoptimised builds may keep a second copy of a large local (a
     // temporary moved into place), so ask for twice the locals.
-    let frame = if out_of_line { frame.saturating_mul(2) } else { 0 };
+    let frame = if out_of_line {
+        frame.saturating_mul(2)
+    } else {
+        0
+    };
 
     // Plain identifiers for every argument, bound again after the check.
     let mut rebind = Vec::new();
@@ -260,7 +288,11 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
             syn::GenericParam::Lifetime(_) => None,
         })
         .collect();
-    let turbofish = if generic_args.is_empty() { quote!() } else { quote!(::<#(#generic_args),*>) };
+    let turbofish = if generic_args.is_empty() {
+        quote!()
+    } else {
+        quote!(::<#(#generic_args),*>)
+    };
     let path = ctx.path(f);
     let mut recall = quote!(#path #turbofish (#(#call_args),*));
     if sig.unsafety.is_some() {
@@ -297,13 +329,17 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
     };
     let body = if out_of_line {
         let call = quote!(::growstack::__private::out_of_line(move || #block));
-        if diverges { quote!(#call; ::core::unreachable!()) } else { call }
+        if diverges {
+            quote!(#call; ::core::unreachable!())
+        } else {
+            call
+        }
     } else {
         let stmts = &block.stmts;
         quote!(#(#stmts)*)
     };
     *block = parse_quote! {{
-        if !#check && !::growstack::__private::take_bypass() {
+        if !#check && !::growstack::__private::take_bypass::<()>() {
             #desc
             #slow
         }
@@ -340,7 +376,10 @@ fn type_name(ty: &Type) -> String {
 }
 
 fn looks_like_fn(tokens: &TokenStream) -> bool {
-    tokens.clone().into_iter().any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "fn"))
+    tokens
+        .clone()
+        .into_iter()
+        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "fn"))
 }
 
 /// The keyword and name of an item, to point errors at.

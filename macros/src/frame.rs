@@ -27,12 +27,12 @@ struct Arrays {
 
 impl<'ast> Visit<'ast> for Arrays {
     fn visit_local(&mut self, local: &'ast syn::Local) {
-        if let syn::Pat::Type(pt) = &local.pat {
-            if let Some(n) = type_size(&pt.ty) {
-                self.bytes = self.bytes.saturating_add(n);
-                // The initialiser is the same array; do not count it twice.
-                return;
-            }
+        if let syn::Pat::Type(pt) = &local.pat
+            && let Some(n) = type_size(&pt.ty)
+        {
+            self.bytes = self.bytes.saturating_add(n);
+            // The initialiser is the same array; do not count it twice.
+            return;
         }
         visit::visit_local(self, local);
     }
@@ -52,18 +52,30 @@ impl<'ast> Visit<'ast> for Arrays {
 
 fn int_lit(e: &Expr) -> Option<usize> {
     match e {
-        Expr::Lit(syn::ExprLit { lit: Lit::Int(n), .. }) => n.base10_parse().ok(),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(n), ..
+        }) => n.base10_parse().ok(),
         _ => None,
     }
 }
 
 fn lit_size(e: &Expr) -> Option<usize> {
     match e {
-        Expr::Lit(syn::ExprLit { lit: Lit::Int(n), .. }) => prim_size(n.suffix()),
-        Expr::Lit(syn::ExprLit { lit: Lit::Float(n), .. }) => prim_size(n.suffix()),
-        Expr::Lit(syn::ExprLit { lit: Lit::Bool(_), .. }) => Some(1),
-        Expr::Lit(syn::ExprLit { lit: Lit::Byte(_), .. }) => Some(1),
-        Expr::Lit(syn::ExprLit { lit: Lit::Char(_), .. }) => Some(4),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(n), ..
+        }) => prim_size(n.suffix()),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Float(n), ..
+        }) => prim_size(n.suffix()),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Bool(_), ..
+        }) => Some(1),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Byte(_), ..
+        }) => Some(1),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Char(_), ..
+        }) => Some(4),
         _ => None,
     }
 }

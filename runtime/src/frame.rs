@@ -31,7 +31,14 @@ impl FrameDesc {
         line: u32,
         frame: usize,
     ) -> FrameDesc {
-        FrameDesc { name, module_path, file, line, frame, growths: AtomicU64::new(0) }
+        FrameDesc {
+            name,
+            module_path,
+            file,
+            line,
+            frame,
+            growths: AtomicU64::new(0),
+        }
     }
 
     /// How many times a call of this function continued on a segment.

@@ -93,7 +93,10 @@ impl fmt::Display for Refusal {
                  exceeds {limit}-byte limit (see growstack::set_max_stack)"
             ),
             Refusal::Memory(err) => {
-                write!(f, "growstack: no memory for a stack segment of thread '{name}': {err}")
+                write!(
+                    f,
+                    "growstack: no memory for a stack segment of thread '{name}': {err}"
+                )
             }
         }
     }
@@ -154,7 +157,9 @@ fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f:
         Ok(()) => {}
         Err(None) => {
             // The thread is exiting and its stacks are gone: stay here.
-            let Call::Pending(f) = call else { unreachable!() };
+            let Call::Pending(f) = call else {
+                unreachable!()
+            };
             return f();
         }
         Err(Some(refusal)) => {
@@ -198,9 +203,15 @@ fn run_elsewhere(
     entry: unsafe extern "C" fn(*mut u8),
 ) -> Result<(), Option<Refusal>> {
     let thread = thread::current().ok_or(None)?;
+    // SAFETY: `thread` is this thread's live state (thread::current); read only.
+    let g0_top = unsafe { (*thread).g0_top() };
     let mut growth = Growth {
-        // SAFETY: `thread` is this thread's live state (thread::current).
-        switch: SwitchRecord { saved_sp: 0, g0_top: unsafe { (*thread).g0_top() }, data, entry },
+        switch: SwitchRecord {
+            saved_sp: 0,
+            g0_top,
+            data,
+            entry,
+        },
         thread,
         desc,
         kind,
@@ -253,6 +264,7 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
     // SAFETY: as in newstack; the re-call has returned, so nothing else
     // refers to the thread state.
     let growth = unsafe { &mut *rec.cast::<Growth>() };
+    // SAFETY: as above.
     unsafe { (*growth.thread).restore(growth.saved) };
 }
 
@@ -283,7 +295,11 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
 #[inline]
 pub fn maybe_grow<R>(f: impl FnOnce() -> R) -> R {
     static DESC: FrameDesc = FrameDesc::new("maybe_grow", module_path!(), file!(), line!(), 0);
-    if guard::has_room() { f() } else { morestack_body(&DESC, f) }
+    if guard::has_room() {
+        f()
+    } else {
+        morestack_body(&DESC, f)
+    }
 }
 
 /// Bytes of stack left below the stack pointer before the current guard,
@@ -306,4 +322,14 @@ pub fn remaining_stack() -> usize {
 #[inline(never)]
 pub fn out_of_line<R>(f: impl FnOnce() -> R) -> R {
     f()
+}
+
+/// Returns the calling thread's cached segments to the arena (benchmarks
+/// use it to measure growth onto a segment that is not cached).
+pub fn drop_cached_segments() {
+    if let Some(t) = thread::current() {
+        // SAFETY: this thread's live state; no other reference to it is
+        // live during this call, and the segments in use are kept.
+        unsafe { (*t).drop_cached() };
+    }
 }

@@ -5,7 +5,11 @@
 //! here; macro expansions reach the rest through `growstack::__private`.
 //! DESIGN.md in the repository explains the architecture.
 
-#![warn(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 mod arch;
 mod frame;
@@ -23,6 +27,6 @@ pub use stats::{Stats, stats};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::frame::FrameDesc;
-    pub use crate::grow::{morestack, morestack_body, out_of_line};
+    pub use crate::grow::{drop_cached_segments, morestack, morestack_body, out_of_line};
     pub use crate::guard::{has_room, has_room_for, take_bypass};
 }

@@ -56,8 +56,9 @@ pub(crate) fn install() {
 /// Gives the calling thread an alternate signal stack if it has none;
 /// returns the slot to free when the thread exits.
 pub(crate) fn ensure_altstack() -> std::io::Result<Option<Slot>> {
-    // SAFETY: sigaltstack with a null new stack only reports the current one.
+    // SAFETY: stack_t is plain data, valid when zeroed.
     let mut current: libc::stack_t = unsafe { core::mem::zeroed() };
+    // SAFETY: with a null new stack, sigaltstack only reports the current one.
     unsafe { libc::sigaltstack(core::ptr::null(), &mut current) };
     if current.ss_flags & libc::SS_DISABLE == 0 {
         return Ok(None);
@@ -147,7 +148,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 
 /// Writes the overflow message to stderr without allocating or locking.
 fn report_overflow(addr: usize, slot_size: usize) {
-    let mut msg = Buffer { bytes: [0; 768], len: 0 };
+    let mut msg = Buffer {
+        bytes: [0; 768],
+        len: 0,
+    };
     let len = NAME_LEN.with(Cell::get);
     // SAFETY: see `remember_thread_name`.
     let name = NAME.with(|n| unsafe { *n.get() });

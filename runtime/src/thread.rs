@@ -92,7 +92,11 @@ impl ThreadStack {
     }
 
     pub(crate) fn save(&self) -> Saved {
-        Saved { limit: self.limit, depth: self.depth, in_use: self.in_use }
+        Saved {
+            limit: self.limit,
+            depth: self.depth,
+            in_use: self.in_use,
+        }
     }
 
     pub(crate) fn restore(&mut self, saved: Saved) {
@@ -123,7 +127,10 @@ impl ThreadStack {
             Some(s) => s.size(),
             None if stress() => needed.max(STRESS_SEGMENT),
             None => {
-                let previous = self.depth.checked_sub(1).map_or(0, |i| self.segments[i].size());
+                let previous = self
+                    .depth
+                    .checked_sub(1)
+                    .map_or(0, |i| self.segments[i].size());
                 needed.max(MIN_SEGMENT).max(previous * 2)
             }
         };
@@ -153,6 +160,16 @@ impl ThreadStack {
         stats::GROWTHS.fetch_add(1, Relaxed);
         stats::PEAK_STACK.fetch_max(total as u64, Relaxed);
         Ok(top)
+    }
+}
+
+impl ThreadStack {
+    /// Returns the cached segments (those beyond the ones in use) to the
+    /// arena, their pages released.
+    pub(crate) fn drop_cached(&mut self) {
+        let cached = self.segments.split_off(self.depth);
+        stats::SEGMENTS_LIVE.fetch_sub(cached.len() as u64, Relaxed);
+        cached.into_iter().for_each(release);
     }
 }
 

@@ -7,4 +7,4 @@ compile_error!("growstack supports x86_64 Linux only (aarch64 is planned)");
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-pub use x86_64::{SwitchRecord, morestack, stack_pointer};
+pub use x86_64::{SwitchRecord, morestack, sp_above, stack_pointer};

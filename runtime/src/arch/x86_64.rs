@@ -78,6 +78,24 @@ pub fn stack_pointer() -> usize {
     sp
 }
 
+/// Whether the stack pointer is above `guard`: one `cmp` of rsp with a
+/// register and one branch, with no copy of rsp kept alive.
+#[inline(always)]
+pub fn sp_above(guard: usize) -> bool {
+    // SAFETY: compares rsp with a register and branches to one of two Rust
+    // blocks; reads no memory and changes nothing but the flags.
+    unsafe {
+        asm!(
+            "cmp rsp, {guard}",
+            "jbe {no_room}",
+            guard = in(reg) guard,
+            no_room = label { return false; },
+            options(nomem, nostack),
+        );
+    }
+    true
+}
+
 unsafe extern "C" {
     /// The trampoline described in the module docs.
     #[link_name = "growstack_morestack_v0_1"]

@@ -72,8 +72,15 @@ struct Pool {
     floor: usize,
 }
 
-static POOLS: Mutex<[Pool; CLASSES]> =
-    Mutex::new([const { Pool { free: Vec::new(), next: 0, floor: 0 } }; CLASSES]);
+static POOLS: Mutex<[Pool; CLASSES]> = Mutex::new(
+    [const {
+        Pool {
+            free: Vec::new(),
+            next: 0,
+            floor: 0,
+        }
+    }; CLASSES],
+);
 
 /// Set when the kernel refused `MADV_GUARD_INSTALL` and guards fell back to
 /// `mprotect` (two VMAs per slot).
@@ -89,7 +96,10 @@ pub fn class_for(bytes: usize) -> u32 {
 pub fn alloc(bytes: usize) -> io::Result<Slot> {
     let class = class_for(bytes);
     if class > MAX_CLASS {
-        return Err(io::Error::new(io::ErrorKind::OutOfMemory, "stack slot larger than 1 TiB"));
+        return Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "stack slot larger than 1 TiB",
+        ));
     }
     let size = 1usize << class;
     let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +124,9 @@ pub fn alloc(bytes: usize) -> io::Result<Slot> {
 /// are; the caller releases them first if it wants them gone.
 pub fn free(slot: Slot) {
     let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
-    pools[(slot.class - MIN_CLASS) as usize].free.push(slot.base);
+    pools[(slot.class - MIN_CLASS) as usize]
+        .free
+        .push(slot.base);
 }
 
 fn reserve(len: usize, class: u32) -> io::Result<usize> {
@@ -193,7 +205,11 @@ mod regions {
     }
 
     static TABLE: [Region; MAX_REGIONS] = [const {
-        Region { base: AtomicUsize::new(0), len: AtomicUsize::new(0), class: AtomicUsize::new(0) }
+        Region {
+            base: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            class: AtomicUsize::new(0),
+        }
     }; MAX_REGIONS];
     static COUNT: AtomicUsize = AtomicUsize::new(0);
 
@@ -201,7 +217,10 @@ mod regions {
     /// writer at a time.
     pub(super) fn publish(base: usize, len: usize, class: u32) {
         let i = COUNT.load(Ordering::Relaxed);
-        assert!(i < MAX_REGIONS, "growstack: more than {MAX_REGIONS} stack reservations");
+        assert!(
+            i < MAX_REGIONS,
+            "growstack: more than {MAX_REGIONS} stack reservations"
+        );
         TABLE[i].base.store(base, Ordering::Relaxed);
         TABLE[i].len.store(len, Ordering::Relaxed);
         TABLE[i].class.store(class as usize, Ordering::Relaxed);
