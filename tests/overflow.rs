@@ -24,8 +24,9 @@ fn child(name: &str, crash: impl FnOnce()) -> Option<Output> {
     Some(out)
 }
 
-/// Unannotated, unbounded recursion.
+/// Unannotated, unbounded recursion: the point of these children.
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn plain(n: u64) -> u64 {
     let pad = [n; 16];
     black_box(&pad);
