@@ -17,6 +17,7 @@
 //! }
 //! # enum List { Cons(u32, Box<List>), Nil }
 //! # let mut list = List::Nil;
+//! # growstack::set_max_stack(16 << 30); // room for stress mode (GROWSTACK_STRESS=1)
 //! # for i in 0..1_000_000 { list = List::Cons(i, Box::new(list)); }
 //! // A million levels: far beyond the 8 MiB main-thread stack.
 //! assert_eq!(depth(&list), 1_000_000);
@@ -92,6 +93,7 @@
 ///     }
 /// }
 ///
+/// # growstack::set_max_stack(16 << 30); // room for stress mode (GROWSTACK_STRESS=1)
 /// let mut tree = Tree::Leaf(1);
 /// for i in 0..500_000 {
 ///     tree = Tree::Node(Box::new(tree), Box::new(Tree::Leaf(i)));
@@ -137,6 +139,7 @@
 ///     }
 /// }
 ///
+/// # growstack::set_max_stack(16 << 30); // room for stress mode (GROWSTACK_STRESS=1)
 /// let mut list = Node { next: None };
 /// for _ in 0..1_000_000 {
 ///     list = Node { next: Some(Box::new(list)) };
@@ -165,6 +168,7 @@ pub use growstack_macros::growable;
 ///         1
 ///     }
 /// }
+/// # growstack::set_max_stack(16 << 30); // room for stress mode (GROWSTACK_STRESS=1)
 /// assert_eq!(walk::count(1_000_000), 1_000_000);
 /// ```
 #[doc(inline)]
