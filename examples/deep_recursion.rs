@@ -56,58 +56,41 @@ impl Nested {
     }
 }
 
-/// `expr := term ('+' term)*`, `term := digit | '(' expr ')'`.
-#[growstack::growable]
-mod parser {
-    use super::Nested;
+/// Defines the parser, `expr := term ('+' term)*` and
+/// `term := digit | '(' expr ')'`, as module `$name` with attributes `$attr`:
+/// once with `#[growable]` and once plain, for comparison.
+macro_rules! parser {
+    ($(#[$attr:meta])* mod $name:ident) => {
+        $(#[$attr])*
+        mod $name {
+            use super::Nested;
 
-    pub fn expr(input: &mut Nested) -> Result<u64, String> {
-        let mut value = term(input)?;
-        while input.peek() == Some(b'+') {
-            input.bump();
-            value += term(input)?;
-        }
-        Ok(value)
-    }
-
-    fn term(input: &mut Nested) -> Result<u64, String> {
-        match input.bump() {
-            Some(b'(') => {
-                let value = expr(input)?;
-                input.expect(b')')?;
+            pub fn expr(input: &mut Nested) -> Result<u64, String> {
+                let mut value = term(input)?;
+                while input.peek() == Some(b'+') {
+                    input.bump();
+                    value += term(input)?;
+                }
                 Ok(value)
             }
-            Some(c @ b'0'..=b'9') => Ok(u64::from(c - b'0')),
-            other => Err(format!("unexpected {:?}", other.map(char::from))),
-        }
-    }
-}
 
-/// The same parser without growstack, for comparison.
-mod plain {
-    use super::Nested;
-
-    pub fn expr(input: &mut Nested) -> Result<u64, String> {
-        let mut value = term(input)?;
-        while input.peek() == Some(b'+') {
-            input.bump();
-            value += term(input)?;
-        }
-        Ok(value)
-    }
-
-    fn term(input: &mut Nested) -> Result<u64, String> {
-        match input.bump() {
-            Some(b'(') => {
-                let value = expr(input)?;
-                input.expect(b')')?;
-                Ok(value)
+            fn term(input: &mut Nested) -> Result<u64, String> {
+                match input.bump() {
+                    Some(b'(') => {
+                        let value = expr(input)?;
+                        input.expect(b')')?;
+                        Ok(value)
+                    }
+                    Some(c @ b'0'..=b'9') => Ok(u64::from(c - b'0')),
+                    other => Err(format!("unexpected {:?}", other.map(char::from))),
+                }
             }
-            Some(c @ b'0'..=b'9') => Ok(u64::from(c - b'0')),
-            other => Err(format!("unexpected {:?}", other.map(char::from))),
         }
-    }
+    };
 }
+
+parser!(#[growstack::growable] mod parser);
+parser!(mod plain);
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -4,22 +4,16 @@ use std::cell::Cell;
 use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::on_thread;
 use growstack::growable;
+
+mod common;
 
 /// Millions of levels need more than the default 1 GiB in stress mode and
 /// in debug builds (a few hundred bytes per level); every test of this
 /// binary sets the same limit.
 fn raise_limit() {
     growstack::set_max_stack(32 << 30);
-}
-
-fn on_thread<T: Send + 'static>(stack: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(stack)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Not tail-recursive with an associative accumulator, so the compiler
