@@ -27,7 +27,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use crate::arch::{self, SwitchRecord};
 use crate::frame::FrameDesc;
 use crate::guard;
-use crate::thread::{self, Saved, ThreadStack};
+use crate::stack::{Chain, Saved};
+use crate::thread::{self, ThreadStack};
 
 /// Go's default maximum stack (runtime/proc.go: 1 GB on 64-bit systems).
 const DEFAULT_MAX_STACK: usize = 1 << 30;
@@ -84,19 +85,16 @@ pub(crate) enum Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let thread = std::thread::current();
-        let name = thread.name().unwrap_or("<unnamed>");
+        let who = crate::task::describe_current();
         match self {
             Refusal::Limit { total, limit } => write!(
                 f,
-                "growstack: the stack of thread '{name}' would grow to {total} bytes, which \
-                 exceeds {limit}-byte limit (see growstack::set_max_stack)"
+                "growstack: the stack of {who} would grow to {total} bytes, which \
+                 exceeds {limit}-byte limit (see growstack::set_max_stack, or \
+                 Builder::max_stack for tasks)"
             ),
             Refusal::Memory(err) => {
-                write!(
-                    f,
-                    "growstack: no memory for a stack segment of thread '{name}': {err}"
-                )
+                write!(f, "growstack: no memory for a stack segment of {who}: {err}")
             }
         }
     }
@@ -117,6 +115,8 @@ enum Call<F, R> {
 struct Growth {
     switch: SwitchRecord,
     thread: *mut ThreadStack,
+    /// The chain that grew, set by newstack: the one lessstack restores.
+    chain: *mut Chain,
     desc: &'static FrameDesc,
     kind: Entry,
     saved: Saved,
@@ -213,6 +213,7 @@ fn run_elsewhere(
             entry,
         },
         thread,
+        chain: core::ptr::null_mut(),
         desc,
         kind,
         saved: Saved::default(),
@@ -237,10 +238,12 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
     // whose owner is suspended in the trampoline until we return; its
     // `thread` is this thread's state and no other reference to it is live.
     let growth = unsafe { &mut *rec.cast::<Growth>() };
-    // SAFETY: as above.
-    let thread = unsafe { &mut *growth.thread };
-    growth.saved = thread.save();
-    match thread.grow(growth.switch.saved_sp, growth.desc) {
+    // SAFETY: as above; the running chain is this context's, and the
+    // thread that runs the context is the only one that touches it.
+    let chain = unsafe { &mut *(*growth.thread).running() };
+    growth.chain = chain;
+    growth.saved = chain.save();
+    match chain.grow(growth.switch.saved_sp, growth.desc) {
         Ok(top) => {
             if stress() && growth.kind == Entry::Recall {
                 // The guard stays poisoned: let the re-call's own check through.
@@ -262,10 +265,12 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
 /// As for [`newstack`], after it returned a stack.
 pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
     // SAFETY: as in newstack; the re-call has returned, so nothing else
-    // refers to the thread state.
+    // refers to the chain. A task runs on one thread only, so the chain set
+    // by newstack is still running here, even if the task was suspended
+    // in between.
     let growth = unsafe { &mut *rec.cast::<Growth>() };
     // SAFETY: as above.
-    unsafe { (*growth.thread).restore(growth.saved) };
+    unsafe { (*growth.chain).restore(growth.saved) };
 }
 
 /// Runs `f` with the same guarantee as a `#[growable]` function: if the
@@ -328,8 +333,9 @@ pub fn out_of_line<R>(f: impl FnOnce() -> R) -> R {
 /// use it to measure growth onto a segment that is not cached).
 pub fn drop_cached_segments() {
     if let Some(t) = thread::current() {
-        // SAFETY: this thread's live state; no other reference to it is
-        // live during this call, and the segments in use are kept.
-        unsafe { (*t).drop_cached() };
+        // SAFETY: this thread's live state and the running chain; no other
+        // reference to it is live during this call, and the segments in
+        // use are kept.
+        unsafe { (*(*t).running()).drop_cached() };
     }
 }

@@ -1,5 +1,5 @@
 //! The runtime of [growstack](https://docs.rs/growstack): the stack check,
-//! the morestack trampoline, stack memory and growth.
+//! the morestack trampoline, stack memory and growth, tasks and channels.
 //!
 //! Users depend on the `growstack` crate, which re-exports what is public
 //! here; macro expansions reach the rest through `growstack::__private`.
@@ -12,16 +12,20 @@
 )]
 
 mod arch;
+pub mod chan;
 mod frame;
 mod grow;
 mod guard;
 mod signal;
 mod stack;
 mod stats;
+pub mod task;
 mod thread;
 
 pub use grow::{max_stack, maybe_grow, remaining_stack, set_max_stack};
 pub use stats::{Stats, stats};
+pub use task::runtime::{Builder, Runtime};
+pub use task::{JoinHandle, sleep, spawn, yield_now};
 
 /// Items used by the code `#[growable]` generates. Not a stable API.
 #[doc(hidden)]

@@ -17,6 +17,7 @@ use core::mem::MaybeUninit;
 use std::sync::Once;
 
 use crate::stack::{self, Slot, arena};
+use crate::task::TaskInfo;
 
 /// Size of the alternate signal stack we give threads that have none
 /// (a 64 KiB guard region below it).
@@ -94,6 +95,14 @@ thread_local! {
     // is a plain load, safe in a signal handler.
     static NAME: UnsafeCell<[u8; NAME_MAX]> = const { UnsafeCell::new([0; NAME_MAX]) };
     static NAME_LEN: Cell<usize> = const { Cell::new(0) };
+    /// The task this thread runs now, if any (set by its worker).
+    static TASK: Cell<*const TaskInfo> = const { Cell::new(core::ptr::null()) };
+}
+
+/// Tells the handler which task runs on this thread from now on (null:
+/// none). `info` must stay valid until the next call.
+pub(crate) fn set_task(info: *const TaskInfo) {
+    TASK.with(|t| t.set(info));
 }
 
 /// Copies the calling thread's name where the handler can read it.
@@ -159,15 +168,35 @@ fn report_overflow(addr: usize, slot_size: usize) {
     let name = if len == 0 { "<unnamed>" } else { name };
     // SAFETY: gettid(2) has no preconditions and is async-signal-safe.
     let tid = unsafe { libc::gettid() };
+    let task = TASK.with(Cell::get);
+    if task.is_null() {
+        let _ = write!(msg, "\nthread '{name}' ({tid})");
+    } else {
+        // SAFETY: the worker keeps the info valid while the task runs
+        // (set_task), and the task is what faulted.
+        let info = unsafe { &*task };
+        let _ = write!(msg, "\ntask #{}", info.id);
+        if let Some(task_name) = &info.name {
+            let _ = write!(msg, " '{task_name}'");
+        }
+        let _ = write!(
+            msg,
+            " (stack_size {} bytes, on thread '{name}' ({tid}))",
+            info.stack_size
+        );
+    }
     let _ = write!(
         msg,
-        "\nthread '{name}' ({tid}) has overflowed its stack in code without a growth check \
+        " has overflowed its stack in code without a growth check \
          (it ran through the red zone into the guard region of a {slot_size}-byte growstack \
          stack at {addr:#x})\n\
          help: annotate the recursive function with #[growstack::growable], \
-         or wrap the deep call in growstack::maybe_grow\n\
-         fatal runtime error: stack overflow, aborting\n"
+         or wrap the deep call in growstack::maybe_grow"
     );
+    if !task.is_null() {
+        let _ = write!(msg, ", or raise the runtime's Builder::stack_size");
+    }
+    let _ = write!(msg, "\nfatal runtime error: stack overflow, aborting\n");
     // SAFETY: write(2) on fd 2 with a buffer we own; async-signal-safe.
     unsafe { libc::write(2, msg.bytes.as_ptr().cast(), msg.len) };
 }

@@ -1,11 +1,12 @@
 //! Process-wide counters behind [`stats`].
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 pub(crate) static GROWTHS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SEGMENTS_ALLOCATED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SEGMENTS_LIVE: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PEAK_STACK: AtomicU64 = AtomicU64::new(0);
+pub(crate) static TASKS_LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// A snapshot of growstack's process-wide counters, from [`stats`].
 ///
@@ -25,6 +26,8 @@ pub struct Stats {
     /// The largest stack any thread has held at once: its native stack plus
     /// the segments in use, in bytes of address space.
     pub peak_stack_bytes: u64,
+    /// Tasks spawned and not finished yet, in all runtimes.
+    pub tasks_live: usize,
 }
 
 /// Reads the process-wide counters.
@@ -41,5 +44,6 @@ pub fn stats() -> Stats {
         segments_allocated: SEGMENTS_ALLOCATED.load(Relaxed),
         segments_live: SEGMENTS_LIVE.load(Relaxed),
         peak_stack_bytes: PEAK_STACK.load(Relaxed),
+        tasks_live: TASKS_LIVE.load(Relaxed),
     }
 }

@@ -1,42 +1,22 @@
-//! A thread's stacks: its native stack, its chain of segments and its g0.
-//!
-//! The chain is indexed by depth: `segments[0]` is where a call that ran out
-//! of native stack continues, `segments[1]` where a call that ran out of
-//! `segments[0]` continues, and so on. `segments[..depth]` hold live frames;
-//! the rest are cached for the next growth at that depth, so a call that
-//! sits on a boundary in a loop reuses the same segment every time.
+//! A thread's stacks: its native stack's chain, its g0, and which chain is
+//! running (the native one, or that of the task the thread runs now).
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::Ordering::Relaxed;
 
-use crate::frame::FrameDesc;
-use crate::grow::{Refusal, max_stack, stress};
-use crate::stack::{self, GUARD_SIZE, MIN_SEGMENT, PAGE_SIZE, RED_ZONE, STRESS_SEGMENT, Slot};
-use crate::{guard, signal, stats};
+use crate::stack::{self, Chain, Slot};
+use crate::{guard, signal};
 
 pub(crate) struct ThreadStack {
-    /// The lowest stack pointer at which an annotated body may start on the
-    /// stack running now (its lowest usable byte plus the red zone).
-    limit: usize,
-    /// Segments `[..depth]` hold frames.
-    depth: usize,
-    /// Bytes of stack in use: the native stack plus `segments[..depth]`.
-    in_use: usize,
-    segments: Vec<Slot>,
+    /// The chain of the thread's native stack.
+    native: Chain,
+    /// The chain growth works on: `&mut native`, or the running task's.
+    running: *mut Chain,
     /// The top of `g0`, where `newstack` and `lessstack` run.
     g0_top: usize,
     /// Owned until the thread exits.
     g0: Option<Slot>,
     /// Our alternate signal stack, if the thread had none.
     altstack: Option<Slot>,
-}
-
-/// What `lessstack` restores when a call comes back from another stack.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Saved {
-    limit: usize,
-    depth: usize,
-    in_use: usize,
 }
 
 thread_local! {
@@ -52,12 +32,16 @@ pub(crate) fn current() -> Option<*mut ThreadStack> {
             // into it outlives a runtime call: the growth protocol works
             // through the raw pointer returned here, one step at a time.
             let state = unsafe { &mut *cell.get() };
-            let state = state.get_or_insert_with(|| {
-                ThreadStack::new().unwrap_or_else(|err| {
+            if state.is_none() {
+                let new = ThreadStack::new().unwrap_or_else(|err| {
                     panic!("growstack: cannot set up the stacks of this thread: {err}")
-                })
-            });
-            state as *mut ThreadStack
+                });
+                let t = state.insert(new);
+                t.running = &raw mut t.native;
+                t.native.set_guard();
+            }
+            let t = state.as_mut().expect("set above");
+            t as *mut ThreadStack
         })
         .ok()
 }
@@ -68,17 +52,13 @@ impl ThreadStack {
         signal::install();
         signal::remember_thread_name();
         let g0 = stack::arena::alloc(stack::G0_SIZE)?;
-        let t = ThreadStack {
-            limit: (lo + RED_ZONE).min(hi),
-            depth: 0,
-            in_use: hi - lo,
-            segments: Vec::new(),
+        Ok(ThreadStack {
+            native: Chain::new(lo, hi, None),
+            running: core::ptr::null_mut(),
             g0_top: g0.top(),
             g0: Some(g0),
             altstack: signal::ensure_altstack()?,
-        };
-        t.set_guard();
-        Ok(t)
+        })
     }
 
     /// The 16-byte aligned top of g0.
@@ -86,90 +66,35 @@ impl ThreadStack {
         self.g0_top
     }
 
-    /// The limit of the running stack (see the field).
+    /// The chain of the context running on this thread now.
+    pub(crate) fn running(&self) -> *mut Chain {
+        self.running
+    }
+
+    /// Makes `chain` (a task's, owned by the caller) the running one and
+    /// its limit the guard, until [`ThreadStack::run_native`].
+    ///
+    /// # Safety
+    ///
+    /// `chain` must stay valid and be used by nothing else until the thread
+    /// switches back to its native stack and calls `run_native`.
+    pub(crate) unsafe fn run_chain(&mut self, chain: *mut Chain) {
+        self.running = chain;
+        // SAFETY: valid by the caller's contract.
+        unsafe { (*chain).set_guard() };
+    }
+
+    /// Makes the native chain the running one again.
+    pub(crate) fn run_native(&mut self) {
+        self.running = &raw mut self.native;
+        self.native.set_guard();
+    }
+
+    /// The running context's limit (see `Chain`).
     pub(crate) fn limit(&self) -> usize {
-        self.limit
-    }
-
-    pub(crate) fn save(&self) -> Saved {
-        Saved {
-            limit: self.limit,
-            depth: self.depth,
-            in_use: self.in_use,
-        }
-    }
-
-    pub(crate) fn restore(&mut self, saved: Saved) {
-        self.limit = saved.limit;
-        self.depth = saved.depth;
-        self.in_use = saved.in_use;
-        self.set_guard();
-    }
-
-    fn set_guard(&self) {
-        guard::set(if stress() { usize::MAX } else { self.limit });
-    }
-
-    /// Picks the stack on which a call whose check failed at `sp` continues
-    /// and makes it the running one; returns the 16-byte aligned top to
-    /// switch to. Runs on g0.
-    pub(crate) fn grow(&mut self, sp: usize, desc: &FrameDesc) -> Result<usize, Refusal> {
-        if sp.saturating_sub(desc.frame) > self.limit {
-            // The guard was poisoned (first call on this thread, stress
-            // mode), not reached: carry on right below the caller.
-            self.set_guard();
-            return Ok((sp - 16) & !15);
-        }
-        // At least the body's frame, the red zone and the guard region.
-        let needed = (desc.frame + RED_ZONE + GUARD_SIZE + PAGE_SIZE).next_power_of_two();
-        let cached = self.segments.get(self.depth).filter(|s| s.size() >= needed);
-        let size = match cached {
-            Some(s) => s.size(),
-            None if stress() => needed.max(STRESS_SEGMENT),
-            None => {
-                let previous = self
-                    .depth
-                    .checked_sub(1)
-                    .map_or(0, |i| self.segments[i].size());
-                needed.max(MIN_SEGMENT).max(previous * 2)
-            }
-        };
-        let total = self.in_use + size;
-        let limit = max_stack();
-        if total > limit {
-            return Err(Refusal::Limit { total, limit });
-        }
-        if cached.is_none() {
-            let slot = stack::arena::alloc(size).map_err(Refusal::Memory)?;
-            stats::SEGMENTS_ALLOCATED.fetch_add(1, Relaxed);
-            if let Some(old) = self.segments.get_mut(self.depth) {
-                // Too small for this frame: give it back, keep the new one.
-                release(core::mem::replace(old, slot));
-            } else {
-                stats::SEGMENTS_LIVE.fetch_add(1, Relaxed);
-                self.segments.push(slot);
-            }
-        }
-        let segment = &self.segments[self.depth];
-        let top = segment.top();
-        self.limit = segment.usable_lo() + RED_ZONE;
-        self.depth += 1;
-        self.in_use = total;
-        self.set_guard();
-        desc.count_growth();
-        stats::GROWTHS.fetch_add(1, Relaxed);
-        stats::PEAK_STACK.fetch_max(total as u64, Relaxed);
-        Ok(top)
-    }
-}
-
-impl ThreadStack {
-    /// Returns the cached segments (those beyond the ones in use) to the
-    /// arena, their pages released.
-    pub(crate) fn drop_cached(&mut self) {
-        let cached = self.segments.split_off(self.depth);
-        stats::SEGMENTS_LIVE.fetch_sub(cached.len() as u64, Relaxed);
-        cached.into_iter().for_each(release);
+        // SAFETY: `running` is the native chain or a task's chain that the
+        // worker keeps valid while it runs (run_chain's contract).
+        unsafe { (*self.running).limit() }
     }
 }
 
@@ -178,10 +103,7 @@ impl Drop for ThreadStack {
         // Later checks on this thread (other thread-locals' destructors)
         // pass and stay on the native stack.
         guard::set(0);
-        stats::SEGMENTS_LIVE.fetch_sub(self.segments.len() as u64, Relaxed);
-        for slot in self.segments.drain(..) {
-            release(slot);
-        }
+        self.native.release_all();
         if let Some(slot) = self.altstack.take() {
             signal::drop_altstack(slot);
         }
@@ -189,13 +111,6 @@ impl Drop for ThreadStack {
             stack::arena::free(slot);
         }
     }
-}
-
-/// Returns a segment to the arena with its pages released: nothing of this
-/// thread will run on it again.
-fn release(slot: Slot) {
-    slot.release_below(slot.top());
-    stack::arena::free(slot);
 }
 
 /// `[lo, hi)` of the calling thread's native stack.

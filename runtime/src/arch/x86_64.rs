@@ -1,8 +1,8 @@
 //! Every line of assembly growstack has, for x86_64 System V (Linux).
 //!
-//! Two things live here: reading the stack pointer for the inline check, and
+//! Three things live here: reading the stack pointer for the inline check,
 //! the `morestack` trampoline that carries a call over to another stack and
-//! back.
+//! back, and the context switch between a worker and its tasks.
 //!
 //! # The trampoline
 //!
@@ -52,6 +52,34 @@
 
 use core::arch::{asm, global_asm};
 
+// # The context switch
+//
+// `growstack_switch_v0_1(save, to)` suspends the running context and resumes
+// another: it pushes the six callee-saved registers (everything else is
+// dead across a call in the System V ABI), stores the stack pointer in
+// `*save`, loads `to` into rsp, pops the other context's six registers and
+// returns into it. A suspended context is therefore just its stack pointer:
+//
+// ```text
+//   saved sp -> | r15 | r14 | r13 | r12 | rbx | rbp | return address | ...
+//               low addresses                                   high addresses
+// ```
+//
+// A task that never ran gets the same layout, built by [`init_stack`] at the
+// top of its stack, with `growstack_task_start_v0_1` as return address, the
+// entry function in rbx and its argument in r12:
+//
+// ```text
+//   top - 72: r15 r14 r13 = 0, r12 = arg, rbx = entry, rbp = 0,
+//   top - 24: &growstack_task_start_v0_1, then two zero words up to top
+// ```
+//
+// After the `ret` into it, rsp = top - 16 is 16-byte aligned as a `call`
+// requires. Its CFI marks the return address undefined, so unwinders and
+// backtraces stop there: a task's outermost frame is its entry function.
+// The x87 control word and MXCSR are not switched: Rust code does not
+// change them.
+
 /// The part of a growth record the trampoline reads and writes. The
 /// offsets are part of the assembly below: keep them in sync.
 #[repr(C)]
@@ -100,6 +128,54 @@ unsafe extern "C" {
     /// The trampoline described in the module docs.
     #[link_name = "growstack_morestack_v0_1"]
     fn morestack_trampoline(rec: *mut SwitchRecord);
+    /// The context switch described above.
+    #[link_name = "growstack_switch_v0_1"]
+    fn switch_asm(save: *mut usize, to: usize);
+    /// Where a new task's first switch returns to.
+    #[link_name = "growstack_task_start_v0_1"]
+    fn task_start();
+}
+
+/// Suspends the running context, storing its stack pointer in `*save`, and
+/// resumes the context whose stack pointer is `to`. Returns when another
+/// switch resumes the saved pointer.
+///
+/// # Safety
+///
+/// `save` must be valid for a write. `to` must be a stack pointer stored by
+/// a `switch` whose context has not been resumed since, or one returned by
+/// [`init_stack`] and not used since; that stack must stay valid while the
+/// context runs.
+#[inline]
+pub unsafe fn switch(save: *mut usize, to: usize) {
+    // SAFETY: forwarded to the caller's contract above.
+    unsafe { switch_asm(save, to) }
+}
+
+/// Prepares the stack whose 16-byte aligned top is `top` so that the first
+/// [`switch`] to the returned stack pointer calls `entry(arg)` there.
+///
+/// # Safety
+///
+/// The 72 bytes below `top` must be writable and not in use.
+pub unsafe fn init_stack(top: usize, entry: unsafe extern "C" fn(usize) -> !, arg: usize) -> usize {
+    debug_assert_eq!(top % 16, 0);
+    let sp = top - 72;
+    let frame: [usize; 9] = [
+        0,                    // r15
+        0,                    // r14
+        0,                    // r13
+        arg,                  // r12
+        entry as *const () as usize,      // rbx
+        0,                    // rbp
+        task_start as *const () as usize, // return address of the switch
+        0,                    // padding: rsp = top - 16 after the `ret`
+        0,
+    ];
+    // SAFETY: [sp, top) is writable and unused by the caller's contract;
+    // `sp` is 8-byte aligned.
+    unsafe { (sp as *mut [usize; 9]).write(frame) };
+    sp
 }
 
 /// Runs `rec.entry(rec.data)` on the stack chosen by `newstack`, going
@@ -172,4 +248,63 @@ global_asm!(
     ".popsection",
     newstack = sym crate::grow::newstack,
     lessstack = sym crate::grow::lessstack,
+);
+
+global_asm!(
+    ".pushsection .text.growstack_switch_v0_1,\"ax\",@progbits",
+    ".globl growstack_switch_v0_1",
+    ".hidden growstack_switch_v0_1",
+    ".type growstack_switch_v0_1,@function",
+    ".p2align 4",
+    "growstack_switch_v0_1:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rbp, -16",
+    "push rbx",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rbx, -24",
+    "push r12",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r12, -32",
+    "push r13",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r13, -40",
+    "push r14",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r14, -48",
+    "push r15",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r15, -56",
+    "mov [rdi], rsp",
+    // The other context has the same layout, so the CFI above stays true.
+    "mov rsp, rsi",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    ".cfi_adjust_cfa_offset -48",
+    "ret",
+    ".cfi_endproc",
+    ".size growstack_switch_v0_1, . - growstack_switch_v0_1",
+    ".popsection",
+    "",
+    ".pushsection .text.growstack_task_start_v0_1,\"ax\",@progbits",
+    ".globl growstack_task_start_v0_1",
+    ".hidden growstack_task_start_v0_1",
+    ".type growstack_task_start_v0_1,@function",
+    ".p2align 4",
+    "growstack_task_start_v0_1:",
+    ".cfi_startproc",
+    // The outermost frame of a task: nothing to unwind into.
+    ".cfi_undefined rip",
+    "mov rdi, r12",
+    "call rbx",
+    // entry never returns.
+    "ud2",
+    ".cfi_endproc",
+    ".size growstack_task_start_v0_1, . - growstack_task_start_v0_1",
+    ".popsection",
 );

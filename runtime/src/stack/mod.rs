@@ -7,15 +7,20 @@
 //!   [`GUARD_SIZE`] bytes at its low end. Memory above the guard is
 //!   committed by demand paging as the stack grows down into it.
 //! - A slot belongs to exactly one owner at a time: the arena's free list,
-//!   a thread's segment chain (in use or cached), or a thread's g0.
+//!   a worker's cache of task slots, a task, a segment chain (in use or
+//!   cached), or a thread's g0.
 //! - Frames are never moved. A slot is returned to the arena only when no
-//!   frame lives on it: when its thread exits, or (later) by a shrink pass.
+//!   frame lives on it: when its thread exits or its task finishes, or
+//!   (later) by a shrink pass. A task that never finishes (its runtime was
+//!   dropped) keeps its memory forever: a pinned value may live there.
 //! - Reservations are never unmapped, so an address that was once in a slot
 //!   stays classifiable by the signal handler without locks.
 
 pub mod arena;
+mod chain;
 
 pub use arena::Slot;
+pub(crate) use chain::{Chain, Saved};
 
 /// Size of the guard region at the low end of every slot. Rust's stack
 /// probes touch every page of a large frame, so one page would catch any
@@ -39,10 +44,21 @@ pub const MIN_SEGMENT: usize = 1 << 20;
 /// and the guard region).
 pub const STRESS_SEGMENT: usize = 256 << 10;
 
-/// Size of the g0 slot of a thread that is not a worker: `newstack` and
-/// `lessstack` run there and need a few KiB (a `Mutex`, a `Vec` push, one
+/// Size of the g0 slot of every thread, workers included (a worker's
+/// scheduler may itself run annotated code, e.g. a destructor, so g0
+/// cannot be a piece of its native stack): `newstack` and `lessstack` run
+/// there and need a few KiB (a `Mutex`, a `Vec` push, one
 /// or two system calls).
 pub const G0_SIZE: usize = 128 << 10;
+
+/// Default size of a task's slot (`Builder::stack_size`): 64 KiB of guard
+/// region, 64 KiB of red zone and 128 KiB in which annotated code runs in
+/// place before it continues on segments. Address space, committed only as
+/// touched; 256 KiB keeps eight tasks per 2 MiB page-table page.
+pub const TASK_STACK: usize = 256 << 10;
+
+/// The smallest task slot: the guard region and the red zone.
+pub const MIN_TASK_STACK: usize = GUARD_SIZE + RED_ZONE;
 
 /// Page size assumed for rounding (x86_64 Linux).
 pub const PAGE_SIZE: usize = 4096;

@@ -1,0 +1,224 @@
+//! Tasks: green threads written as plain blocking code.
+//!
+//! A task is a closure that runs on a stack of its own, a slot of
+//! [`Builder::stack_size`](crate::Builder::stack_size) bytes of address
+//! space of which only the touched pages use memory. `#[growable]` code in
+//! a task continues on segments when the slot runs out, exactly as on a
+//! thread. Blocking calls ([`JoinHandle::join`], the [`chan`](crate::chan)
+//! operations, [`sleep`], [`yield_now`]) suspend the task and let its
+//! worker run others; called outside a task they block the thread.
+//!
+//! A task runs only on the worker thread that first ran it, so thread-locals
+//! and `!Send` values it holds across a blocking call stay on their thread.
+
+mod park;
+mod raw;
+pub(crate) mod runtime;
+mod worker;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) use park::{Waker, park, park_until};
+use raw::Joinable;
+pub(crate) use raw::TaskInfo;
+use runtime::Shared;
+
+/// An owned permission to join a task (wait for it and take its result).
+///
+/// Dropping the handle detaches the task: it keeps running.
+pub struct JoinHandle<T> {
+    task: Arc<dyn Joinable<T>>,
+    /// `JoinHandle` is `Send + Sync` when `T: Send`, like std's.
+    _marker: PhantomData<T>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(task: Arc<dyn Joinable<T>>) -> Self {
+        JoinHandle {
+            task,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Waits for the task to finish: `Ok` with its value, or `Err` with the
+    /// payload it panicked with, like [`std::thread::JoinHandle::join`].
+    /// In a task this parks the task; on a plain thread it blocks.
+    ///
+    /// ```
+    /// let rt = growstack::Runtime::new()?;
+    /// let ok = rt.spawn(|| 7);
+    /// let bad = rt.spawn(|| -> u32 { panic!("boom") });
+    /// assert_eq!(ok.join().unwrap(), 7);
+    /// let payload = bad.join().unwrap_err();
+    /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn join(self) -> std::thread::Result<T> {
+        let header = self.task.header();
+        // SAFETY: `self` is the task's only JoinHandle and join consumes it.
+        unsafe { header.wait() };
+        // SAFETY: `wait` returned, so the task is done; taken once.
+        unsafe { self.task.take() }
+    }
+
+    /// Whether the task has finished (join would not block).
+    pub fn is_finished(&self) -> bool {
+        self.task.header().is_done()
+    }
+
+    /// The task's id, unique within its runtime.
+    pub fn id(&self) -> u64 {
+        self.task.header().info.id
+    }
+}
+
+impl<T> core::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.id())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// The runtime the calling task runs on.
+fn current_shared(what: &str) -> Arc<Shared> {
+    match worker::current() {
+        Some(w) => Arc::clone(&w.shared),
+        None => panic!(
+            "growstack::{what} called outside a growstack runtime: call it from a task \
+             (inside Runtime::block_on or a spawned task), or use Runtime::spawn"
+        ),
+    }
+}
+
+/// Spawns a task on the runtime of the calling task.
+///
+/// # Panics
+///
+/// Outside a growstack runtime (on a thread that is not one of its
+/// workers); use [`Runtime::spawn`](crate::Runtime::spawn) there.
+///
+/// ```
+/// let rt = growstack::Runtime::new()?;
+/// let total = rt.block_on(|| {
+///     let hs: Vec<_> = (1..=10u32).map(|i| growstack::spawn(move || i)).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+/// });
+/// assert_eq!(total, 55);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    current_shared("spawn").spawn(None, f)
+}
+
+/// Options for one task: for now its name, which diagnostics print.
+///
+/// ```
+/// let rt = growstack::Runtime::new()?;
+/// let h = rt.block_on(|| growstack::task::Builder::new().name("parser").spawn(|| 5));
+/// assert_eq!(h.join().unwrap(), 5);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+}
+
+impl Builder {
+    /// A builder with no name set.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the task; a stack overflow report or a limit panic names it.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Spawns the task on the runtime of the calling task (see [`spawn`]).
+    pub fn spawn<F, T>(self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        current_shared("task::Builder::spawn").spawn(self.name, f)
+    }
+
+    /// Spawns the task on `rt`.
+    pub fn spawn_on<F, T>(self, rt: &crate::Runtime, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        rt.shared().spawn(self.name, f)
+    }
+}
+
+/// Lets other tasks of this worker run; outside a task, yields the thread.
+///
+/// ```
+/// let rt = growstack::Runtime::builder().workers(1).build()?;
+/// rt.block_on(|| {
+///     let h = growstack::spawn(|| 1);
+///     while !h.is_finished() {
+///         growstack::yield_now();
+///     }
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn yield_now() {
+    if !worker::yield_task() {
+        std::thread::yield_now();
+    }
+}
+
+/// Suspends the calling task for at least `d` (its worker runs others
+/// meanwhile); outside a task, sleeps the thread.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let rt = growstack::Runtime::new()?;
+/// let waited = rt.block_on(|| {
+///     let start = Instant::now();
+///     growstack::sleep(Duration::from_millis(5));
+///     start.elapsed()
+/// });
+/// assert!(waited >= Duration::from_millis(5));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn sleep(d: Duration) {
+    if worker::current_task().is_none() {
+        return std::thread::sleep(d);
+    }
+    let deadline = Instant::now() + d;
+    while Instant::now() < deadline {
+        park_until(deadline);
+    }
+}
+
+/// The id of the calling task, `None` outside a task.
+pub fn current_id() -> Option<u64> {
+    worker::with_current_info(|info| info.map(|i| i.id))
+}
+
+/// "task #3 'name' (on thread 'growstack-worker-0')" or "thread 'main'",
+/// for messages.
+pub(crate) fn describe_current() -> String {
+    let thread = std::thread::current();
+    let thread_name = thread.name().unwrap_or("<unnamed>");
+    worker::with_current_info(|info| match info {
+        Some(i) => match &i.name {
+            Some(name) => format!("task #{} '{name}' (on thread '{thread_name}')", i.id),
+            None => format!("task #{} (on thread '{thread_name}')", i.id),
+        },
+        None => format!("thread '{thread_name}'"),
+    })
+}

@@ -1,0 +1,404 @@
+//! A worker: one OS thread that runs tasks, and the switches between its
+//! scheduler loop (on the thread's native stack) and its tasks.
+//!
+//! Queues, from the cheapest to reach:
+//!
+//! - `ready` (thread-local, no lock): tasks pinned to this worker that were
+//!   woken on this worker or yielded;
+//! - the inbox (`Remote::inbox`, locked): tasks pinned to this worker that
+//!   another thread woke;
+//! - `fresh` (locked, stealable): tasks spawned here that never ran; the
+//!   owner takes the newest (depth first, so a tree of tasks stays narrow
+//!   and reuses hot stacks), thieves the oldest;
+//! - the runtime's injector (locked): tasks spawned from outside.
+//!
+//! A task runs only on the worker that first ran it, so thread-locals and
+//! `!Send` values it keeps across a park stay on their thread.
+
+use core::cell::{Cell, RefCell};
+use core::sync::atomic::Ordering;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::raw::{PARKED, RUNNING, TaskInfo, TaskRef};
+use super::runtime::Shared;
+use crate::stack::{self, Chain, Slot};
+use crate::thread::{self, ThreadStack};
+use crate::{arch, signal};
+
+/// Free task slots a worker keeps with their pages resident, so that a new
+/// task starts on memory that is already there; beyond it, freed slots go
+/// back to the arena with their pages released.
+const SLOT_CACHE: usize = 256;
+
+/// Every this many scheduling rounds the worker looks at new tasks before
+/// woken ones, so tasks that yield in a loop cannot starve them.
+const FAIRNESS_TICK: u32 = 61;
+
+/// Why a task switched back to its worker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Why {
+    Yield,
+    Park,
+    Finished,
+}
+
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    thread: *mut ThreadStack,
+    ready: RefCell<VecDeque<TaskRef>>,
+    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    timer_seq: Cell<u64>,
+    slots: RefCell<Vec<Slot>>,
+    /// The task running now; `None` while the scheduler runs.
+    running: RefCell<Option<TaskRef>>,
+    /// The scheduler's stack pointer while a task runs.
+    sched_sp: Cell<usize>,
+    why: Cell<Why>,
+    tick: Cell<u32>,
+}
+
+struct Timer {
+    at: Instant,
+    seq: u64,
+    task: TaskRef,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+thread_local! {
+    /// The worker running on this thread, if it is one.
+    static WORKER: Cell<*const Worker> = const { Cell::new(core::ptr::null()) };
+}
+
+/// The worker of the calling thread.
+pub(crate) fn current() -> Option<&'static Worker> {
+    let w = WORKER.try_with(Cell::get).ok()?;
+    // SAFETY: WORKER points to the worker living in `run`'s frame on this
+    // thread, and is reset before that frame goes away; the 'static
+    // reference never leaves this thread's calls made inside `run`.
+    (!w.is_null()).then(|| unsafe { &*w })
+}
+
+/// The task running on the calling thread, if any.
+pub(crate) fn current_task() -> Option<TaskRef> {
+    current().and_then(|w| w.running.borrow().clone())
+}
+
+/// Runs `f` with the info of the task running here, if any.
+pub(crate) fn with_current_info<R>(f: impl FnOnce(Option<&TaskInfo>) -> R) -> R {
+    match current().map(|w| w.running.borrow()) {
+        Some(running) => f(running.as_ref().map(|t| &t.header().info)),
+        None => f(None),
+    }
+}
+
+/// Queues a task that was just made runnable (`PARKED` to `RUNNING`) on the
+/// worker it is pinned to.
+pub(crate) fn schedule(task: TaskRef) {
+    let h = task.header();
+    let index = h.worker.load(Ordering::Relaxed);
+    match current() {
+        Some(w) if w.index == index && Arc::ptr_eq(&w.shared, &h.shared) => {
+            w.ready.borrow_mut().push_back(task);
+        }
+        _ => {
+            let shared = Arc::clone(&h.shared);
+            shared.workers[index].push_remote(task);
+        }
+    }
+}
+
+/// Parks the running task (see `park::park`); false on a thread that runs
+/// no task.
+pub(crate) fn park_task() -> bool {
+    let Some(w) = current() else { return false };
+    let running = w.running.borrow();
+    let Some(task) = running.as_ref() else {
+        return false;
+    };
+    // A wake since the last park is consumed instead of parking.
+    let notified = task
+        .header()
+        .state
+        .compare_exchange(super::raw::NOTIFIED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok();
+    drop(running);
+    if !notified {
+        w.switch_out(Why::Park);
+    }
+    true
+}
+
+/// Parks the running task until it is woken or `deadline` passes.
+pub(crate) fn park_task_until(deadline: Instant) -> bool {
+    let Some(w) = current() else { return false };
+    let Some(task) = w.running.borrow().clone() else {
+        return false;
+    };
+    let seq = w.timer_seq.get();
+    w.timer_seq.set(seq + 1);
+    w.timers.borrow_mut().push(Reverse(Timer {
+        at: deadline,
+        seq,
+        task,
+    }));
+    park_task()
+}
+
+/// Gives the worker to the next ready task; false on a thread that runs no
+/// task.
+pub(crate) fn yield_task() -> bool {
+    match current() {
+        Some(w) if w.running.borrow().is_some() => {
+            w.switch_out(Why::Yield);
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Worker {
+    /// The worker thread's body: runs tasks until the runtime shuts down.
+    pub(crate) fn run(index: usize, shared: Arc<Shared>) {
+        let thread = thread::current().expect("a new thread has its stack state");
+        let worker = Worker {
+            index,
+            shared,
+            thread,
+            ready: RefCell::new(VecDeque::new()),
+            timers: RefCell::new(BinaryHeap::new()),
+            timer_seq: Cell::new(0),
+            slots: RefCell::new(Vec::new()),
+            running: RefCell::new(None),
+            sched_sp: Cell::new(0),
+            why: Cell::new(Why::Yield),
+            tick: Cell::new(0),
+        };
+        WORKER.with(|w| w.set(&worker));
+        worker.schedule_loop();
+        WORKER.with(|w| w.set(core::ptr::null()));
+        worker.drain();
+    }
+
+    fn schedule_loop(&self) {
+        while !self.shared.shutting_down() {
+            match self.next_task() {
+                Some(task) => self.run_task(task),
+                None => self.idle(),
+            }
+        }
+    }
+
+    fn next_task(&self) -> Option<TaskRef> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % FAIRNESS_TICK == 0
+            && let Some(task) = self.take_new()
+        {
+            return Some(task);
+        }
+        let remote = &self.shared.workers[self.index];
+        if remote.has_inbox.load(Ordering::Acquire) {
+            remote.drain_inbox(&mut self.ready.borrow_mut());
+        }
+        self.fire_timers();
+        let ready = self.ready.borrow_mut().pop_front();
+        ready.or_else(|| self.take_new()).or_else(|| self.steal())
+    }
+
+    /// A task that never ran: the newest of ours, or one from the injector.
+    fn take_new(&self) -> Option<TaskRef> {
+        self.shared.workers[self.index]
+            .pop_fresh()
+            .or_else(|| self.shared.pop_injected())
+    }
+
+    /// The oldest new task of another worker.
+    fn steal(&self) -> Option<TaskRef> {
+        let n = self.shared.workers.len();
+        (1..n).find_map(|k| self.shared.workers[(self.index + k) % n].steal_fresh())
+    }
+
+    fn fire_timers(&self) {
+        let mut timers = self.timers.borrow_mut();
+        if timers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while timers.peek().is_some_and(|t| t.0.at <= now) {
+            due.push(timers.pop().expect("peeked").0.task);
+        }
+        drop(timers);
+        due.into_iter().for_each(super::park::wake_task);
+    }
+
+    /// Sleeps until there is work, a timer is due or the runtime shuts down.
+    fn idle(&self) {
+        let deadline = self.timers.borrow().peek().map(|t| t.0.at);
+        let remote = &self.shared.workers[self.index];
+        self.shared.sleep(remote, deadline, || {
+            self.take_new().or_else(|| self.steal()).map(|task| {
+                // Found work after announcing sleep: run it first.
+                self.ready.borrow_mut().push_front(task);
+            })
+        });
+    }
+
+    /// Switches to `task` until it yields, parks or finishes.
+    fn run_task(&self, task: TaskRef) {
+        let h = task.header();
+        // SAFETY: the context of a task is touched only by the worker that
+        // runs it, and this one runs it now.
+        let ctx = unsafe { &mut *h.ctx.get() };
+        if ctx.slot.is_none() {
+            h.worker.store(self.index, Ordering::Relaxed);
+            let slot = match self.take_slot(h.info.stack_size) {
+                Ok(slot) => slot,
+                Err(err) => {
+                    let msg = format!("growstack: no memory for a task stack: {err}");
+                    // SAFETY: the task never ran and never will.
+                    unsafe { task.fail(Box::new(msg)) };
+                    return;
+                }
+            };
+            let (lo, top) = (slot.usable_lo(), slot.top());
+            ctx.chain = Some(Chain::new(lo, top, Some(self.shared.config.max_stack)));
+            // SAFETY: the slot is ours and unused; its top is page aligned.
+            ctx.sp = unsafe { arch::init_stack(top, task_main, self as *const Worker as usize) };
+            ctx.slot = Some(slot);
+        }
+        let chain: *mut Chain = ctx.chain.as_mut().expect("set at first run");
+        let sp = ctx.sp;
+        signal::set_task(&h.info);
+        *self.running.borrow_mut() = Some(Arc::clone(&task));
+        // SAFETY: `thread` is this thread's stack state (it lives until the
+        // thread exits, after `run`); the chain stays valid and untouched by
+        // anything else until `run_native` below.
+        unsafe { (*self.thread).run_chain(chain) };
+        // SAFETY: `sp` was saved by the task's last switch out, or built by
+        // init_stack; its stack (slot and segments) stays valid while it
+        // runs. sched_sp is ours.
+        unsafe { arch::switch(self.sched_sp.as_ptr(), sp) };
+        // SAFETY: as above.
+        unsafe { (*self.thread).run_native() };
+        *self.running.borrow_mut() = None;
+        signal::set_task(core::ptr::null());
+        match self.why.get() {
+            Why::Yield => self.ready.borrow_mut().push_back(task),
+            Why::Park => {
+                if h.state
+                    .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    // Woken before it was fully parked: run it again.
+                    h.state.store(RUNNING, Ordering::Relaxed);
+                    self.ready.borrow_mut().push_back(task);
+                }
+            }
+            Why::Finished => {
+                // SAFETY: as above; the task has switched out for good.
+                let ctx = unsafe { &mut *h.ctx.get() };
+                if let Some(mut chain) = ctx.chain.take() {
+                    chain.release_all();
+                }
+                if let Some(slot) = ctx.slot.take() {
+                    self.put_slot(slot);
+                }
+            }
+        }
+    }
+
+    /// Called on the running task's stack: saves its context and switches to
+    /// the scheduler, which resumes it later (or never, when finished).
+    fn switch_out(&self, why: Why) {
+        self.why.set(why);
+        let running = self.running.borrow();
+        let task = running.as_ref().expect("a task is running");
+        let save = {
+            // SAFETY: the running task's context belongs to this worker;
+            // only the saved sp is written, by the switch.
+            let ctx = unsafe { &mut *task.header().ctx.get() };
+            &raw mut ctx.sp
+        };
+        drop(running);
+        // SAFETY: sched_sp was saved by run_task's switch, which has not
+        // been resumed since. The task's reference is held by `running`
+        // until the scheduler takes it, so `save` stays valid.
+        unsafe { arch::switch(save, self.sched_sp.get()) };
+    }
+
+    fn take_slot(&self, size: usize) -> std::io::Result<Slot> {
+        match self.slots.borrow_mut().pop() {
+            Some(slot) => Ok(slot),
+            None => stack::arena::alloc(size),
+        }
+    }
+
+    fn put_slot(&self, slot: Slot) {
+        let mut slots = self.slots.borrow_mut();
+        if slots.len() < SLOT_CACHE {
+            slots.push(slot);
+        } else {
+            slot.release_below(slot.top());
+            stack::arena::free(slot);
+        }
+    }
+
+    /// At shutdown: drops every queued task (a task that never ran drops
+    /// its closure; one that ran keeps its stack, see `Context`).
+    fn drain(&self) {
+        self.ready.borrow_mut().clear();
+        self.timers.borrow_mut().clear();
+        let remote = &self.shared.workers[self.index];
+        let mut rest = VecDeque::new();
+        remote.drain_inbox(&mut rest);
+        while remote.pop_fresh().is_some() {}
+        drop(rest);
+        for slot in self.slots.borrow_mut().drain(..) {
+            slot.release_below(slot.top());
+            stack::arena::free(slot);
+        }
+    }
+}
+
+/// A task's outermost frame, entered by the first switch to it.
+///
+/// # Safety
+///
+/// `worker` is the address of the `Worker` running the task (run_task).
+unsafe extern "C" fn task_main(worker: usize) -> ! {
+    // SAFETY: by the contract; the worker outlives all its tasks' runs.
+    let worker = unsafe { &*(worker as *const Worker) };
+    {
+        let running = worker.running.borrow();
+        let task: *const dyn super::raw::Task = Arc::as_ptr(running.as_ref().expect("running"));
+        drop(running);
+        // SAFETY: the scheduler holds the task (in `running`) until we
+        // switch out; this is its one run, on its own stack.
+        unsafe { (*task).run() };
+    }
+    // Nothing with a destructor is left in this frame: it is abandoned.
+    worker.switch_out(Why::Finished);
+    // The scheduler never resumes a finished task.
+    std::process::abort();
+}
