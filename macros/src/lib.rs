@@ -1,13 +1,14 @@
 //! Procedural macros of [growstack](https://docs.rs/growstack). Use them
 //! through the `growstack` crate: `#[growstack::growable]`,
-//! `#[growstack::nosplit]`.
+//! `#[growstack::nosplit]`, `#[growstack::main]`, `#[growstack::test]`.
 //!
 //! Each entry point parses its input and hands it to `expand`; parsing of
 //! arguments is in `args`, the checks that reject inputs in `check`, and the
-//! estimate of large frames in `frame`.
+//! estimate of large frames in `frame`; `entry` expands `main` and `test`.
 
 mod args;
 mod check;
+mod entry;
 mod expand;
 mod frame;
 
@@ -23,4 +24,16 @@ pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::nosplit(args.into(), input.into()).into()
+}
+
+/// See `growstack::main`.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, input: TokenStream) -> TokenStream {
+    entry::expand(entry::Entry::Main, args.into(), input.into()).into()
+}
+
+/// See `growstack::test`.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, input: TokenStream) -> TokenStream {
+    entry::expand(entry::Entry::Test, args.into(), input.into()).into()
 }

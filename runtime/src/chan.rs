@@ -129,8 +129,11 @@ impl WaitList {
         token
     }
 
+    /// Removes the entry of `token` if it is still there. Entries are in
+    /// token order, so this is a binary search (a million parked tasks
+    /// woken one by one must not scan a million entries each).
     fn unregister(&mut self, token: u64) {
-        if let Some(i) = self.entries.iter().position(|(t, _)| *t == token) {
+        if let Ok(i) = self.entries.binary_search_by_key(&token, |(t, _)| *t) {
             self.entries.remove(i);
         }
     }

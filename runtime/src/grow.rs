@@ -94,7 +94,10 @@ impl fmt::Display for Refusal {
                  Builder::max_stack for tasks)"
             ),
             Refusal::Memory(err) => {
-                write!(f, "growstack: no memory for a stack segment of {who}: {err}")
+                write!(
+                    f,
+                    "growstack: no memory for a stack segment of {who}: {err}"
+                )
             }
         }
     }

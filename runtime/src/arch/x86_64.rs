@@ -162,14 +162,14 @@ pub unsafe fn init_stack(top: usize, entry: unsafe extern "C" fn(usize) -> !, ar
     debug_assert_eq!(top % 16, 0);
     let sp = top - 72;
     let frame: [usize; 9] = [
-        0,                    // r15
-        0,                    // r14
-        0,                    // r13
-        arg,                  // r12
+        0,                                // r15
+        0,                                // r14
+        0,                                // r13
+        arg,                              // r12
         entry as *const () as usize,      // rbx
-        0,                    // rbp
+        0,                                // rbp
         task_start as *const () as usize, // return address of the switch
-        0,                    // padding: rsp = top - 16 after the `ret`
+        0,                                // padding: rsp = top - 16 after the `ret`
         0,
     ];
     // SAFETY: [sp, top) is writable and unused by the caller's contract;

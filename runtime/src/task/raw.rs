@@ -139,7 +139,12 @@ impl Header {
         unsafe { *self.joiner.get() = Some(Waker::current()) };
         if self
             .join
-            .compare_exchange(JOIN_PENDING, JOIN_WAITING, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                JOIN_PENDING,
+                JOIN_WAITING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
         {
             while !self.is_done() {

@@ -139,7 +139,12 @@ pub(crate) fn park_task() -> bool {
     let notified = task
         .header()
         .state
-        .compare_exchange(super::raw::NOTIFIED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+        .compare_exchange(
+            super::raw::NOTIFIED,
+            RUNNING,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
         .is_ok();
     drop(running);
     if !notified {

@@ -1,0 +1,91 @@
+//! `#[growstack::main]` and `#[growstack::test]`: run a function's body as
+//! a task on a fresh runtime.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Error, ItemFn, ReturnType};
+
+/// Which attribute is expanded.
+#[derive(Clone, Copy)]
+pub enum Entry {
+    Main,
+    Test,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Main => "main",
+            Entry::Test => "test",
+        }
+    }
+}
+
+pub fn expand(entry: Entry, args: TokenStream, input: TokenStream) -> TokenStream {
+    match try_expand(entry, args, input) {
+        Ok(tokens) => tokens,
+        Err(err) => err.to_compile_error(),
+    }
+}
+
+fn try_expand(entry: Entry, args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
+    let name = entry.name();
+    if !args.is_empty() {
+        return Err(Error::new_spanned(
+            args,
+            format!("#[growstack::{name}] takes no arguments"),
+        ));
+    }
+    let f: ItemFn = syn::parse2(input)?;
+    let sig = &f.sig;
+    if let Some(asyncness) = &sig.asyncness {
+        return Err(Error::new_spanned(
+            asyncness,
+            format!("#[growstack::{name}] runs plain blocking code as a task; remove `async`"),
+        ));
+    }
+    if !sig.inputs.is_empty() {
+        return Err(Error::new_spanned(
+            &sig.inputs,
+            format!("a #[growstack::{name}] function takes no arguments"),
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        return Err(Error::new_spanned(
+            &sig.generics,
+            format!("a #[growstack::{name}] function cannot be generic"),
+        ));
+    }
+    let attrs = &f.attrs;
+    let vis = &f.vis;
+    let block = &f.block;
+    let output = &sig.output;
+    let closure_ret = match output {
+        ReturnType::Default => quote!(),
+        ReturnType::Type(arrow, ty) => quote!(#arrow #ty),
+    };
+    let start = quote_spanned! {sig.span()=>
+        ::growstack::Runtime::new().expect("growstack: cannot start the runtime")
+    };
+    Ok(match entry {
+        // Like Go: when main returns the process exits, whatever other
+        // tasks still do, so the runtime is not shut down and joined.
+        Entry::Main => quote! {
+            #(#attrs)*
+            #vis #sig {
+                let runtime = #start;
+                let result = runtime.block_on(move || #closure_ret #block);
+                ::core::mem::forget(runtime);
+                result
+            }
+        },
+        Entry::Test => quote! {
+            #[::core::prelude::v1::test]
+            #(#attrs)*
+            #vis #sig {
+                #start.block_on(move || #closure_ret #block)
+            }
+        },
+    })
+}

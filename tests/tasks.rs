@@ -1,0 +1,236 @@
+//! Tasks: join values and panics, spawning from tasks, pinning to one
+//! worker, sleeping, deep recursion beyond the slot, many tasks at once.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use growstack::{Runtime, chan};
+
+fn runtime(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().unwrap()
+}
+
+#[test]
+fn join_returns_each_tasks_value() {
+    let rt = runtime(2);
+    let handles: Vec<_> = (0..1000u64).map(|i| rt.spawn(move || i * 3)).collect();
+    let values: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(values, (0..1000u64).map(|i| i * 3).collect::<Vec<_>>());
+}
+
+struct CountDrop(Arc<AtomicUsize>);
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn join_returns_the_panic_payload_and_the_task_drops_what_it_owned() {
+    let rt = runtime(2);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let owned = CountDrop(drops.clone());
+    let h = rt.spawn(move || -> u32 {
+        let _owned = owned;
+        let _local = CountDrop(_owned.0.clone());
+        std::panic::panic_any(String::from("task failed on purpose"));
+    });
+    let payload = h.join().unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("task failed on purpose")
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn block_on_returns_the_value_and_resumes_a_panic_on_the_caller() {
+    let rt = runtime(2);
+    assert_eq!(rt.block_on(|| 6 * 7), 42);
+    let err = catch_unwind(AssertUnwindSafe(|| {
+        rt.block_on(|| panic!("inside block_on"))
+    }))
+    .unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"inside block_on"));
+}
+
+fn tree(depth: u32) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    let children: Vec<_> = (0..3)
+        .map(|_| growstack::spawn(move || tree(depth - 1)))
+        .collect();
+    children.into_iter().map(|h| h.join().unwrap()).sum::<u64>() + 1
+}
+
+#[test]
+fn tasks_spawn_and_join_tasks() {
+    let rt = runtime(2);
+    // 3^0 + 3^1 + ... + 3^6 tasks
+    assert_eq!(rt.block_on(|| tree(6)), 1093);
+    assert_eq!(
+        rt.block_on(|| growstack::task::Builder::new()
+            .name("named")
+            .spawn(|| 9)
+            .join()
+            .unwrap()),
+        9
+    );
+}
+
+#[test]
+fn spawn_outside_a_runtime_panics_with_a_message() {
+    let err = catch_unwind(|| growstack::spawn(|| ())).unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("outside a growstack runtime"), "{msg}");
+}
+
+#[test]
+fn a_runtime_needs_a_worker() {
+    let err = Runtime::builder().workers(0).build().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn a_task_never_changes_thread_after_its_first_run() {
+    let rt = runtime(2);
+    let (tx, rx) = chan::unbounded::<u32>();
+    let handles: Vec<_> = (0..64)
+        .map(|i| {
+            let rx = rx.clone();
+            rt.spawn(move || {
+                let first = std::thread::current().id();
+                let mut moved = 0;
+                for round in 0..50 {
+                    match round % 3 {
+                        0 => growstack::yield_now(),
+                        1 => growstack::sleep(Duration::from_micros(50 + i)),
+                        _ => {
+                            rx.recv().unwrap();
+                        }
+                    }
+                    moved += u32::from(std::thread::current().id() != first);
+                }
+                moved
+            })
+        })
+        .collect();
+    // Wake the receivers from a plain thread, as they ask.
+    for _ in 0..64 * 16 {
+        tx.send(0).unwrap();
+    }
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 0, "a task ran on another thread");
+    }
+}
+
+#[test]
+fn sleeping_tasks_wake_in_deadline_order() {
+    let rt = runtime(1);
+    let (tx, rx) = chan::unbounded();
+    for ms in [60u64, 20, 40, 0] {
+        let tx = tx.clone();
+        rt.spawn(move || {
+            growstack::sleep(Duration::from_millis(ms));
+            tx.send(ms).unwrap();
+        });
+    }
+    drop(tx);
+    assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 20, 40, 60]);
+}
+
+#[growstack::growable]
+fn depth(n: u64, pad: [u64; 8]) -> u64 {
+    if n == 0 {
+        pad[7]
+    } else {
+        depth(n - 1, pad) + 1
+    }
+}
+
+#[test]
+fn recursion_in_a_task_continues_on_segments_and_comes_back() {
+    // Room for stress mode (GROWSTACK_STRESS=1), which uses ~1 KiB a level.
+    let rt = Runtime::builder().max_stack(16 << 30).build().unwrap();
+    let before = growstack::stats();
+    // Far beyond the 256 KiB slot (~30 MB of frames), twice.
+    for _ in 0..2 {
+        assert_eq!(rt.block_on(|| depth(300_000, [0; 8])), 300_000);
+    }
+    let after = growstack::stats();
+    assert!(after.growths > before.growths);
+    // The task's stack is usable in place again after the recursion.
+    assert!(rt.block_on(growstack::remaining_stack) > 64 << 10);
+}
+
+#[test]
+fn a_task_growing_past_its_max_stack_panics_naming_it() {
+    let rt = Runtime::builder().max_stack(8 << 20).build().unwrap();
+    let h = rt.block_on(|| {
+        growstack::task::Builder::new()
+            .name("greedy")
+            .spawn(|| depth(u64::MAX / 2, [1; 8]))
+    });
+    let err = h.join().unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("exceeds 8388608-byte limit"), "{msg}");
+    assert!(msg.contains("task #") && msg.contains("'greedy'"), "{msg}");
+}
+
+/// Lines of /proc/self/maps: the process's memory mappings.
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+fn many_parked(n: usize) {
+    let rt = runtime(2);
+    let (ready_tx, ready_rx) = chan::unbounded();
+    let (go_tx, go_rx) = chan::unbounded::<u64>();
+    let handles: Vec<_> = (0..n as u64)
+        .map(|i| {
+            let ready_tx = ready_tx.clone();
+            let go_rx = go_rx.clone();
+            rt.spawn(move || {
+                ready_tx.send(()).unwrap();
+                go_rx.recv().unwrap() + i
+            })
+        })
+        .collect();
+    for _ in 0..n {
+        ready_rx.recv().unwrap();
+    }
+    // Every task is parked on go_rx now.
+    assert!(growstack::stats().tasks_live >= n);
+    let maps = mappings();
+    assert!(maps < 1000, "{n} parked tasks use {maps} mappings");
+    for _ in 0..n {
+        go_tx.send(1).unwrap();
+    }
+    let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let n = n as u64;
+    assert_eq!(sum, n * (n - 1) / 2 + n);
+}
+
+#[test]
+fn a_hundred_thousand_tasks_parked_at_once() {
+    many_parked(100_000);
+}
+
+#[test]
+#[ignore = "a million tasks: ~4 GiB of memory; run with --ignored"]
+fn a_million_tasks_parked_at_once() {
+    many_parked(1_000_000);
+}
+
+#[growstack::test]
+fn the_test_attribute_runs_the_body_as_a_task() {
+    assert!(growstack::task::current_id().is_some());
+    let h = growstack::spawn(|| 5);
+    assert_eq!(h.join().unwrap(), 5);
+}
