@@ -8,6 +8,7 @@
 //! dropped.
 //!
 //! ```
+//! # use growstack_runtime as growstack;
 //! let rt = growstack::Runtime::new()?;
 //! let (tx, rx) = growstack::chan::bounded(16);
 //! for i in 0..4u64 {
@@ -36,6 +37,7 @@ use crate::task::{Waker, park, park_until};
 /// If `cap` is 0: rendezvous channels are not supported; use `bounded(1)`.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let (tx, rx) = growstack::chan::bounded(1);
 /// tx.send(1).unwrap();
 /// assert!(tx.try_send(2).is_err()); // full
@@ -53,6 +55,7 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// A channel without a capacity limit: `send` never blocks.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let (tx, rx) = growstack::chan::unbounded();
 /// for i in 0..1000 {
 ///     tx.send(i).unwrap();
@@ -218,6 +221,7 @@ impl<T> Receiver<T> {
     /// and every sender is gone.
     ///
     /// ```
+    /// # use growstack_runtime as growstack;
     /// let (tx, rx) = growstack::chan::unbounded::<u8>();
     /// drop(tx);
     /// assert_eq!(rx.recv(), Err(growstack::chan::RecvError));
@@ -246,6 +250,7 @@ impl<T> Receiver<T> {
     /// Receives a message, waiting at most `timeout` for one.
     ///
     /// ```
+    /// # use growstack_runtime as growstack;
     /// use std::time::Duration;
     /// use growstack::chan::RecvTimeoutError;
     /// let (_tx, rx) = growstack::chan::unbounded::<u8>();

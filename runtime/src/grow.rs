@@ -62,12 +62,16 @@ pub fn max_stack() -> usize {
 /// the first thread set up its stacks. Every check then fails, so every
 /// annotated call takes the whole morestack path.
 pub(crate) fn stress() -> bool {
+    /// On a cache line of its own: read at every task's first run, it must
+    /// not share a line with counters that other cores write.
+    #[repr(align(128))]
+    struct Flag(AtomicU8);
     // 0: not read yet, 1: off, 2: on.
-    static STRESS: AtomicU8 = AtomicU8::new(0);
-    match STRESS.load(Relaxed) {
+    static STRESS: Flag = Flag(AtomicU8::new(0));
+    match STRESS.0.load(Relaxed) {
         0 => {
             let on = std::env::var_os("GROWSTACK_STRESS").is_some_and(|v| v == "1");
-            STRESS.store(if on { 2 } else { 1 }, Relaxed);
+            STRESS.0.store(if on { 2 } else { 1 }, Relaxed);
             on
         }
         s => s == 2,

@@ -1,12 +1,48 @@
 //! Process-wide counters behind [`stats`].
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 pub(crate) static GROWTHS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SEGMENTS_ALLOCATED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SEGMENTS_LIVE: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PEAK_STACK: AtomicU64 = AtomicU64::new(0);
-pub(crate) static TASKS_LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Live tasks, counted in shards so that workers spawning and finishing
+/// tasks do not fight over one cache line: a thread adds and subtracts on
+/// its own shard, and the sum is the count.
+#[repr(align(128))]
+struct Shard(AtomicIsize);
+
+const SHARDS: usize = 16;
+static TASKS_LIVE: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static MY_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn my_shard() -> &'static AtomicIsize {
+    let i = MY_SHARD
+        .try_with(|s| {
+            if s.get() == usize::MAX {
+                s.set(NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS);
+            }
+            s.get()
+        })
+        .unwrap_or(0);
+    &TASKS_LIVE[i].0
+}
+
+/// Counts a task in `tasks_live` (at spawn).
+pub(crate) fn task_started() {
+    my_shard().fetch_add(1, Relaxed);
+}
+
+/// Counts a task out of `tasks_live` (finished, or dropped unfinished).
+pub(crate) fn task_ended() {
+    my_shard().fetch_sub(1, Relaxed);
+}
 
 /// A snapshot of growstack's process-wide counters, from [`stats`].
 ///
@@ -44,6 +80,10 @@ pub fn stats() -> Stats {
         segments_allocated: SEGMENTS_ALLOCATED.load(Relaxed),
         segments_live: SEGMENTS_LIVE.load(Relaxed),
         peak_stack_bytes: PEAK_STACK.load(Relaxed),
-        tasks_live: TASKS_LIVE.load(Relaxed),
+        tasks_live: TASKS_LIVE
+            .iter()
+            .map(|s| s.0.load(Relaxed))
+            .sum::<isize>()
+            .max(0) as usize,
     }
 }

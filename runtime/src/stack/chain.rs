@@ -29,6 +29,9 @@ pub(crate) struct Chain {
     /// The most this chain may hold in use; `None`: the process-wide
     /// [`max_stack`].
     max: Option<usize>,
+    /// Stress mode, read once: the global flag shares a cache line with
+    /// counters other threads write, and the guard is set on every switch.
+    stress: bool,
 }
 
 /// What `lessstack` restores when a call comes back from another stack.
@@ -49,6 +52,7 @@ impl Chain {
             in_use: hi - lo,
             segments: Vec::new(),
             max,
+            stress: stress(),
         }
     }
 
@@ -59,7 +63,7 @@ impl Chain {
 
     /// The value the thread's guard must hold while this chain runs.
     pub(crate) fn guard(&self) -> usize {
-        if stress() { usize::MAX } else { self.limit }
+        if self.stress { usize::MAX } else { self.limit }
     }
 
     /// Makes the thread's guard this chain's.
@@ -97,7 +101,7 @@ impl Chain {
         let cached = self.segments.get(self.depth).filter(|s| s.size() >= needed);
         let size = match cached {
             Some(s) => s.size(),
-            None if stress() => needed.max(STRESS_SEGMENT),
+            None if self.stress => needed.max(STRESS_SEGMENT),
             None => {
                 let previous = self
                     .depth
@@ -137,6 +141,11 @@ impl Chain {
     /// Returns the cached segments (those beyond the ones in use) to the
     /// arena, their pages released.
     pub(crate) fn drop_cached(&mut self) {
+        if self.segments.len() <= self.depth {
+            // The common case for a finished task: nothing to return, and
+            // no reason to touch the process-wide counter.
+            return;
+        }
         let cached = self.segments.split_off(self.depth);
         stats::SEGMENTS_LIVE.fetch_sub(cached.len() as u64, Relaxed);
         cached.into_iter().for_each(release);
@@ -154,8 +163,12 @@ impl Chain {
     /// point into those frames (a pinned value), so their memory must never
     /// be reused.
     pub(crate) fn leak(&mut self) {
+        if self.segments.is_empty() {
+            return;
+        }
         stats::SEGMENTS_LIVE.fetch_sub(self.segments.len() as u64, Relaxed);
-        self.segments.drain(..).for_each(core::mem::forget);
+        // A `Slot` goes back to the arena only through `arena::free`.
+        self.segments.clear();
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub(crate) use park::{Waker, park, park_until};
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
-use runtime::Shared;
+use runtime::Shard;
 
 /// An owned permission to join a task (wait for it and take its result).
 ///
@@ -47,6 +47,7 @@ impl<T> JoinHandle<T> {
     /// In a task this parks the task; on a plain thread it blocks.
     ///
     /// ```
+    /// # use growstack_runtime as growstack;
     /// let rt = growstack::Runtime::new()?;
     /// let ok = rt.spawn(|| 7);
     /// let bad = rt.spawn(|| -> u32 { panic!("boom") });
@@ -83,10 +84,10 @@ impl<T> core::fmt::Debug for JoinHandle<T> {
     }
 }
 
-/// The runtime the calling task runs on.
-fn current_shared(what: &str) -> Arc<Shared> {
+/// The shard of the worker the calling task runs on.
+fn current_shard(what: &str) -> &'static Arc<Shard> {
     match worker::current() {
-        Some(w) => Arc::clone(&w.shared),
+        Some(w) => &w.shard,
         None => panic!(
             "growstack::{what} called outside a growstack runtime: call it from a task \
              (inside Runtime::block_on or a spawned task), or use Runtime::spawn"
@@ -102,6 +103,7 @@ fn current_shared(what: &str) -> Arc<Shared> {
 /// workers); use [`Runtime::spawn`](crate::Runtime::spawn) there.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let rt = growstack::Runtime::new()?;
 /// let total = rt.block_on(|| {
 ///     let hs: Vec<_> = (1..=10u32).map(|i| growstack::spawn(move || i)).collect();
@@ -115,12 +117,13 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    current_shared("spawn").spawn(None, f)
+    runtime::spawn(current_shard("spawn"), None, f)
 }
 
 /// Options for one task: for now its name, which diagnostics print.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let rt = growstack::Runtime::new()?;
 /// let h = rt.block_on(|| growstack::task::Builder::new().name("parser").spawn(|| 5));
 /// assert_eq!(h.join().unwrap(), 5);
@@ -149,7 +152,7 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        current_shared("task::Builder::spawn").spawn(self.name, f)
+        runtime::spawn(current_shard("task::Builder::spawn"), self.name, f)
     }
 
     /// Spawns the task on `rt`.
@@ -158,13 +161,14 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        rt.shared().spawn(self.name, f)
+        runtime::spawn(rt.outside(), self.name, f)
     }
 }
 
 /// Lets other tasks of this worker run; outside a task, yields the thread.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let rt = growstack::Runtime::builder().workers(1).build()?;
 /// rt.block_on(|| {
 ///     let h = growstack::spawn(|| 1);
@@ -184,6 +188,7 @@ pub fn yield_now() {
 /// meanwhile); outside a task, sleeps the thread.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// use std::time::{Duration, Instant};
 /// let rt = growstack::Runtime::new()?;
 /// let waited = rt.block_on(|| {

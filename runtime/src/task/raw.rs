@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use super::park::Waker;
-use super::runtime::Shared;
+use super::runtime::Shard;
 use crate::stack::{Chain, Slot};
 use crate::stats;
 
@@ -57,15 +57,14 @@ pub(crate) struct Context {
 impl Drop for Context {
     fn drop(&mut self) {
         if !self.finished {
-            stats::TASKS_LIVE.fetch_sub(1, Ordering::Relaxed);
+            stats::task_ended();
         }
         // A task that started and never finished (its runtime was dropped
         // while it was parked) still has frames on its stacks, and a pinned
         // value among them may be pointed to from elsewhere: its memory is
-        // leaked, never reused.
-        if let Some(slot) = self.slot.take() {
-            core::mem::forget(slot);
-        }
+        // leaked, never reused. (A `Slot` goes back to the arena only
+        // through `arena::free`; dropping one leaks it.)
+        self.slot = None;
         if let Some(chain) = self.chain.as_mut() {
             chain.leak();
         }
@@ -81,20 +80,21 @@ pub(crate) struct Header {
     /// The worker the task is pinned to from its first run on.
     pub(crate) worker: AtomicUsize,
     pub(crate) info: TaskInfo,
-    pub(crate) shared: Arc<Shared>,
+    /// Keeps the runtime alive while the task may be woken.
+    pub(crate) shard: Arc<Shard>,
     pub(crate) ctx: UnsafeCell<Context>,
 }
 
 impl Header {
-    fn new(shared: Arc<Shared>, info: TaskInfo) -> Header {
-        stats::TASKS_LIVE.fetch_add(1, Ordering::Relaxed);
+    fn new(shard: Arc<Shard>, info: TaskInfo) -> Header {
+        stats::task_started();
         Header {
             state: AtomicU8::new(RUNNING),
             join: AtomicU8::new(JOIN_PENDING),
             joiner: UnsafeCell::new(None),
             worker: AtomicUsize::new(NO_WORKER),
             info,
-            shared,
+            shard,
             ctx: UnsafeCell::new(Context {
                 sp: 0,
                 slot: None,
@@ -110,7 +110,7 @@ impl Header {
         // SAFETY: called by the worker running the task (run or fail), the
         // only one touching its context.
         unsafe { (*self.ctx.get()).finished = true };
-        stats::TASKS_LIVE.fetch_sub(1, Ordering::Relaxed);
+        stats::task_ended();
         if self.join.swap(JOIN_DONE, Ordering::AcqRel) == JOIN_WAITING {
             // SAFETY: the joiner wrote `joiner` before setting JOIN_WAITING
             // (release), which our swap acquired; it never touches it again.
@@ -208,9 +208,9 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(shared: Arc<Shared>, info: TaskInfo, f: F) -> Arc<Self> {
+    pub(crate) fn new(shard: Arc<Shard>, info: TaskInfo, f: F) -> Arc<Self> {
         Arc::new(TaskCell {
-            header: Header::new(shared, info),
+            header: Header::new(shard, info),
             stage: UnsafeCell::new(Stage::Pending(f)),
         })
     }

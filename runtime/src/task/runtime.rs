@@ -113,6 +113,61 @@ impl Remote {
     }
 }
 
+/// A share of a runtime, held by the tasks spawned in one place (one per
+/// worker, one for threads outside the runtime). Tasks keep their runtime
+/// alive through it; giving each worker its own `Arc` keeps spawning tasks
+/// on two workers from bouncing one reference count between cores. It also
+/// hands out task ids: shard `i` of `n` gives `i + 1, i + 1 + n, ...`.
+pub(crate) struct Shard {
+    pub(crate) shared: Arc<Shared>,
+    index: u64,
+    next_seq: AtomicU64,
+}
+
+impl Shard {
+    pub(crate) fn new(shared: Arc<Shared>, index: usize) -> Arc<Shard> {
+        Arc::new(Shard {
+            shared,
+            index: index as u64,
+            next_seq: AtomicU64::new(0),
+        })
+    }
+
+    fn next_id(&self) -> u64 {
+        let stride = self.shared.workers.len() as u64 + 1;
+        self.next_seq.fetch_add(1, Ordering::Relaxed) * stride + self.index + 1
+    }
+}
+
+/// Creates a task and queues it: on the calling worker, if it belongs to
+/// the shard's runtime, with that worker's shard; else on the injector.
+pub(crate) fn spawn<F, T>(outside: &Arc<Shard>, name: Option<String>, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let shared = &outside.shared;
+    let on_worker = worker::current().filter(|w| Arc::ptr_eq(&w.shard.shared, shared));
+    let shard = on_worker.map_or(outside, |w| &w.shard);
+    let info = TaskInfo {
+        id: shard.next_id(),
+        name: name.map(String::into_boxed_str),
+        stack_size: shared.config.stack_size,
+    };
+    let cell = TaskCell::new(Arc::clone(shard), info, f);
+    let task: TaskRef = cell.clone();
+    match on_worker {
+        Some(w) => shared.workers[w.index].push_fresh(task),
+        None => {
+            let mut injector = lock(&shared.injector);
+            injector.push_back(task);
+            shared.injected.store(injector.len(), Ordering::Relaxed);
+        }
+    }
+    shared.notify_idle();
+    JoinHandle::new(cell)
+}
+
 /// What the workers of one runtime share.
 pub(crate) struct Shared {
     pub(crate) workers: Box<[Remote]>,
@@ -120,7 +175,6 @@ pub(crate) struct Shared {
     injected: AtomicUsize,
     sleepers: AtomicUsize,
     shutdown: AtomicBool,
-    next_id: AtomicU64,
     pub(crate) config: Config,
 }
 
@@ -137,32 +191,6 @@ impl Shared {
         let task = injector.pop_front();
         self.injected.store(injector.len(), Ordering::Relaxed);
         task
-    }
-
-    /// Creates a task and queues it: on the calling worker if it is one of
-    /// ours, else on the injector.
-    pub(crate) fn spawn<F, T>(self: &Arc<Self>, name: Option<String>, f: F) -> JoinHandle<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let info = TaskInfo {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            name: name.map(String::into_boxed_str),
-            stack_size: self.config.stack_size,
-        };
-        let cell = TaskCell::new(Arc::clone(self), info, f);
-        let task: TaskRef = cell.clone();
-        match worker::current() {
-            Some(w) if Arc::ptr_eq(&w.shared, self) => self.workers[w.index].push_fresh(task),
-            _ => {
-                let mut injector = lock(&self.injector);
-                injector.push_back(task);
-                self.injected.store(injector.len(), Ordering::Relaxed);
-            }
-        }
-        self.notify_idle();
-        JoinHandle::new(cell)
     }
 
     /// After work was added: wakes one sleeping worker, if any.
@@ -216,6 +244,7 @@ impl Shared {
 /// out, up to [`Builder::max_stack`] (1 GiB) per task.
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let rt = growstack::Runtime::new()?;
 /// let handles: Vec<_> = (0..100u64).map(|i| rt.spawn(move || i * i)).collect();
 /// let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
@@ -230,6 +259,8 @@ impl Shared {
 /// [`std::mem::forget`]). Join your tasks before you drop the runtime.
 pub struct Runtime {
     shared: Arc<Shared>,
+    /// The share of tasks spawned from outside the workers.
+    outside: Arc<Shard>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -248,6 +279,7 @@ impl Runtime {
     /// called from a task, the task parks). A panic in `f` resumes here.
     ///
     /// ```
+    /// # use growstack_runtime as growstack;
     /// let rt = growstack::Runtime::new()?;
     /// let n = rt.block_on(|| {
     ///     let h = growstack::spawn(|| 40);
@@ -270,6 +302,7 @@ impl Runtime {
     /// Spawns a task on this runtime.
     ///
     /// ```
+    /// # use growstack_runtime as growstack;
     /// let rt = growstack::Runtime::new()?;
     /// let h = rt.spawn(|| "hello from a task");
     /// assert_eq!(h.join().unwrap(), "hello from a task");
@@ -280,11 +313,11 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.shared.spawn(None, f)
+        spawn(&self.outside, None, f)
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub(crate) fn outside(&self) -> &Arc<Shard> {
+        &self.outside
     }
 }
 
@@ -296,7 +329,8 @@ impl Drop for Runtime {
             state.kicked = true;
             w.wakeup.notify_one();
         }
-        let on_own_worker = worker::current().is_some_and(|w| Arc::ptr_eq(&w.shared, &self.shared));
+        let on_own_worker =
+            worker::current().is_some_and(|w| Arc::ptr_eq(&w.shard.shared, &self.shared));
         if on_own_worker {
             // Dropped by one of its own tasks: the workers stop by themselves;
             // joining would wait for this very thread.
@@ -322,6 +356,7 @@ impl core::fmt::Debug for Runtime {
 /// Settings for a [`Runtime`].
 ///
 /// ```
+/// # use growstack_runtime as growstack;
 /// let rt = growstack::Runtime::builder()
 ///     .workers(2)
 ///     .stack_size(128 << 10)
@@ -396,21 +431,21 @@ impl Builder {
             injected: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
             config: Config {
                 stack_size: size,
                 max_stack: self.max_stack,
             },
         });
         let mut rt = Runtime {
+            outside: Shard::new(Arc::clone(&shared), workers),
             shared,
             threads: Vec::with_capacity(workers),
         };
         for index in 0..workers {
-            let shared = Arc::clone(&rt.shared);
+            let shard = Shard::new(Arc::clone(&rt.shared), index);
             let thread = std::thread::Builder::new()
                 .name(format!("growstack-worker-{index}"))
-                .spawn(move || Worker::run(index, shared))?;
+                .spawn(move || Worker::run(index, shard))?;
             rt.threads.push(thread);
         }
         Ok(rt)

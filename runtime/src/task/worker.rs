@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::raw::{PARKED, RUNNING, TaskInfo, TaskRef};
-use super::runtime::Shared;
+use super::runtime::{Shard, Shared};
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
 use crate::{arch, signal};
@@ -47,7 +47,9 @@ enum Why {
 
 pub(crate) struct Worker {
     pub(crate) index: usize,
-    pub(crate) shared: Arc<Shared>,
+    /// This worker's share of the runtime, given to the tasks it spawns.
+    pub(crate) shard: Arc<Shard>,
+    shared: Arc<Shared>,
     thread: *mut ThreadStack,
     ready: RefCell<VecDeque<TaskRef>>,
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
@@ -117,12 +119,12 @@ pub(crate) fn schedule(task: TaskRef) {
     let h = task.header();
     let index = h.worker.load(Ordering::Relaxed);
     match current() {
-        Some(w) if w.index == index && Arc::ptr_eq(&w.shared, &h.shared) => {
+        Some(w) if w.index == index && Arc::ptr_eq(&w.shared, &h.shard.shared) => {
             w.ready.borrow_mut().push_back(task);
         }
         _ => {
-            let shared = Arc::clone(&h.shared);
-            shared.workers[index].push_remote(task);
+            let shard = Arc::clone(&h.shard);
+            shard.shared.workers[index].push_remote(task);
         }
     }
 }
@@ -183,11 +185,12 @@ pub(crate) fn yield_task() -> bool {
 
 impl Worker {
     /// The worker thread's body: runs tasks until the runtime shuts down.
-    pub(crate) fn run(index: usize, shared: Arc<Shared>) {
+    pub(crate) fn run(index: usize, shard: Arc<Shard>) {
         let thread = thread::current().expect("a new thread has its stack state");
         let worker = Worker {
             index,
-            shared,
+            shared: Arc::clone(&shard.shared),
+            shard,
             thread,
             ready: RefCell::new(VecDeque::new()),
             timers: RefCell::new(BinaryHeap::new()),
@@ -216,7 +219,7 @@ impl Worker {
     fn next_task(&self) -> Option<TaskRef> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        if tick % FAIRNESS_TICK == 0
+        if tick.is_multiple_of(FAIRNESS_TICK)
             && let Some(task) = self.take_new()
         {
             return Some(task);
@@ -271,31 +274,13 @@ impl Worker {
 
     /// Switches to `task` until it yields, parks or finishes.
     fn run_task(&self, task: TaskRef) {
-        let h = task.header();
-        // SAFETY: the context of a task is touched only by the worker that
-        // runs it, and this one runs it now.
-        let ctx = unsafe { &mut *h.ctx.get() };
-        if ctx.slot.is_none() {
-            h.worker.store(self.index, Ordering::Relaxed);
-            let slot = match self.take_slot(h.info.stack_size) {
-                Ok(slot) => slot,
-                Err(err) => {
-                    let msg = format!("growstack: no memory for a task stack: {err}");
-                    // SAFETY: the task never ran and never will.
-                    unsafe { task.fail(Box::new(msg)) };
-                    return;
-                }
-            };
-            let (lo, top) = (slot.usable_lo(), slot.top());
-            ctx.chain = Some(Chain::new(lo, top, Some(self.shared.config.max_stack)));
-            // SAFETY: the slot is ours and unused; its top is page aligned.
-            ctx.sp = unsafe { arch::init_stack(top, task_main, self as *const Worker as usize) };
-            ctx.slot = Some(slot);
-        }
-        let chain: *mut Chain = ctx.chain.as_mut().expect("set at first run");
-        let sp = ctx.sp;
-        signal::set_task(&h.info);
-        *self.running.borrow_mut() = Some(Arc::clone(&task));
+        let Some((chain, sp)) = self.prepare(&task) else {
+            return;
+        };
+        signal::set_task(&task.header().info);
+        // The task's reference moves into `running` for the run (the task
+        // and `task_main` reach it there) and comes back after.
+        *self.running.borrow_mut() = Some(task);
         // SAFETY: `thread` is this thread's stack state (it lives until the
         // thread exits, after `run`); the chain stays valid and untouched by
         // anything else until `run_native` below.
@@ -306,8 +291,9 @@ impl Worker {
         unsafe { arch::switch(self.sched_sp.as_ptr(), sp) };
         // SAFETY: as above.
         unsafe { (*self.thread).run_native() };
-        *self.running.borrow_mut() = None;
+        let task = self.running.borrow_mut().take().expect("the task we ran");
         signal::set_task(core::ptr::null());
+        let h = task.header();
         match self.why.get() {
             Why::Yield => self.ready.borrow_mut().push_back(task),
             Why::Park => {
@@ -321,7 +307,7 @@ impl Worker {
                 }
             }
             Why::Finished => {
-                // SAFETY: as above; the task has switched out for good.
+                // SAFETY: as in `prepare`; the task has switched out for good.
                 let ctx = unsafe { &mut *h.ctx.get() };
                 if let Some(mut chain) = ctx.chain.take() {
                     chain.release_all();
@@ -331,6 +317,34 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// The chain and stack pointer to resume `task` with; at its first run,
+    /// pins it here and gives it a slot. `None` if it could not start.
+    fn prepare(&self, task: &TaskRef) -> Option<(*mut Chain, usize)> {
+        let h = task.header();
+        // SAFETY: the context of a task is touched only by the worker that
+        // runs it, and this one runs it now.
+        let ctx = unsafe { &mut *h.ctx.get() };
+        if ctx.slot.is_none() {
+            h.worker.store(self.index, Ordering::Relaxed);
+            let slot = match self.take_slot(h.info.stack_size) {
+                Ok(slot) => slot,
+                Err(err) => {
+                    let msg = format!("growstack: no memory for a task stack: {err}");
+                    // SAFETY: the task never ran and never will.
+                    unsafe { task.fail(Box::new(msg)) };
+                    return None;
+                }
+            };
+            let (lo, top) = (slot.usable_lo(), slot.top());
+            ctx.chain = Some(Chain::new(lo, top, Some(self.shared.config.max_stack)));
+            // SAFETY: the slot is ours and unused; its top is page aligned.
+            ctx.sp = unsafe { arch::init_stack(top, task_main, self as *const Worker as usize) };
+            ctx.slot = Some(slot);
+        }
+        let chain: *mut Chain = ctx.chain.as_mut().expect("set at first run");
+        Some((chain, ctx.sp))
     }
 
     /// Called on the running task's stack: saves its context and switches to
