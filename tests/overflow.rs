@@ -118,3 +118,36 @@ fn other_faults_go_to_the_previous_handler() {
     assert_eq!(out.status.signal(), Some(SIGSEGV), "{stderr}");
     assert!(!stderr.contains("overflowed"), "{stderr}");
 }
+
+#[test]
+fn guard_hit_in_a_task_names_the_task_and_its_stack_size() {
+    let Some(out) = child(
+        "guard_hit_in_a_task_names_the_task_and_its_stack_size",
+        || {
+            let rt = growstack::Runtime::new().unwrap();
+            let h = rt.block_on(|| {
+                growstack::task::Builder::new()
+                    .name("runaway")
+                    .spawn(|| black_box(plain(0)))
+            });
+            let _ = h.join();
+        },
+    ) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
+    assert!(
+        stderr.contains("'runaway' (stack_size 262144 bytes, on thread 'growstack-worker-"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\ntask #"), "{stderr}");
+    assert!(
+        stderr.contains("has overflowed its stack in code without a growth check"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("or raise the runtime's Builder::stack_size"),
+        "{stderr}"
+    );
+}

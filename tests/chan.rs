@@ -1,0 +1,209 @@
+//! Channels between tasks and threads: delivery, blocking, disconnects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use growstack::Runtime;
+use growstack::chan::{self, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
+
+fn runtime() -> Runtime {
+    Runtime::builder().workers(2).build().unwrap()
+}
+
+#[test]
+fn threads_to_threads_in_order() {
+    let (tx, rx) = chan::bounded(3);
+    let producer = std::thread::spawn(move || {
+        for i in 0..10_000u32 {
+            tx.send(i).unwrap();
+        }
+    });
+    let got: Vec<u32> = rx.iter().collect();
+    producer.join().unwrap();
+    assert_eq!(got, (0..10_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn tasks_and_threads_talk_both_ways() {
+    let rt = runtime();
+    let (to_task, task_rx) = chan::bounded::<u64>(2);
+    let (to_thread, thread_rx) = chan::bounded::<u64>(2);
+    // A task echoes doubled values back to this thread.
+    let echo = rt.spawn(move || {
+        for v in task_rx {
+            to_thread.send(v * 2).unwrap();
+        }
+        "echo done"
+    });
+    for i in 0..1000 {
+        to_task.send(i).unwrap();
+        assert_eq!(thread_rx.recv(), Ok(i * 2));
+    }
+    drop(to_task);
+    assert_eq!(echo.join().unwrap(), "echo done");
+    assert_eq!(thread_rx.recv(), Err(RecvError));
+}
+
+#[test]
+fn many_producers_many_consumers_each_message_once() {
+    let rt = runtime();
+    let (tx, rx) = chan::bounded::<u64>(8);
+    let producers: Vec<_> = (0..4u64)
+        .map(|p| {
+            let tx = tx.clone();
+            rt.spawn(move || {
+                for i in 0..2500 {
+                    tx.send(p * 2500 + i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            let rx = rx.clone();
+            rt.spawn(move || rx.iter().collect::<Vec<u64>>())
+        })
+        .collect();
+    drop(rx);
+    producers.into_iter().for_each(|h| h.join().unwrap());
+    let mut all: Vec<u64> = consumers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..10_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn try_operations_report_full_empty_and_disconnected() {
+    let (tx, rx) = chan::bounded(1);
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.try_send(1).unwrap();
+    assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
+    assert_eq!(rx.len(), 1);
+    assert_eq!(rx.try_recv(), Ok(1));
+    drop(rx);
+    assert_eq!(tx.try_send(3), Err(TrySendError::Disconnected(3)));
+    assert_eq!(tx.send(4), Err(SendError(4)));
+
+    let (tx, rx) = chan::unbounded();
+    tx.send(5).unwrap();
+    drop(tx);
+    // Messages sent before the disconnect are still delivered.
+    assert_eq!(rx.try_recv(), Ok(5));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(rx.recv(), Err(RecvError));
+}
+
+#[test]
+fn a_task_blocked_on_recv_sees_the_last_sender_go() {
+    let rt = runtime();
+    let (tx, rx) = chan::unbounded::<u8>();
+    let (parked_tx, parked_rx) = chan::bounded(1);
+    let waiter = rt.spawn(move || {
+        parked_tx.send(()).unwrap();
+        rx.recv()
+    });
+    parked_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(20)); // let it park (either way is correct)
+    let clone = tx.clone();
+    drop(tx);
+    drop(clone);
+    assert_eq!(waiter.join().unwrap(), Err(RecvError));
+}
+
+#[test]
+fn a_task_blocked_on_a_full_channel_gets_its_message_back_when_receivers_go() {
+    let rt = runtime();
+    let (tx, rx) = chan::bounded::<String>(1);
+    tx.send("fills the channel".into()).unwrap();
+    let (started_tx, started_rx) = chan::bounded(1);
+    let sender = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        tx.send("blocked".into())
+    });
+    started_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(rx);
+    assert_eq!(
+        sender.join().unwrap(),
+        Err(SendError("blocked".to_string()))
+    );
+}
+
+#[test]
+fn a_blocked_sender_resumes_when_a_receiver_makes_room() {
+    let rt = runtime();
+    let (tx, rx) = chan::bounded::<u32>(1);
+    let sender = rt.spawn(move || {
+        for i in 0..100 {
+            tx.send(i).unwrap();
+        }
+    });
+    let got: Vec<u32> = rt.block_on(move || rx.iter().collect());
+    sender.join().unwrap();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn recv_timeout_times_out_in_tasks_and_threads_and_delivers_otherwise() {
+    let (tx, rx) = chan::unbounded::<u8>();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(10)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    let rt = runtime();
+    let rx2 = rx.clone();
+    let in_task = rt.spawn(move || rx2.recv_timeout(Duration::from_millis(10)));
+    assert_eq!(in_task.join().unwrap(), Err(RecvTimeoutError::Timeout));
+
+    let rx3 = rx.clone();
+    let waiting = rt.spawn(move || rx3.recv_timeout(Duration::from_secs(60)));
+    tx.send(7).unwrap();
+    assert_eq!(waiting.join().unwrap(), Ok(7));
+    drop(tx);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
+
+struct Counted(Arc<AtomicUsize>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn messages_left_in_a_dropped_channel_are_dropped() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = chan::unbounded();
+    for _ in 0..5 {
+        tx.send(Counted(drops.clone())).unwrap();
+    }
+    drop(rx.try_recv().unwrap());
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    drop((tx, rx));
+    assert_eq!(drops.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn iterators_stop_where_they_should() {
+    let (tx, rx) = chan::unbounded();
+    for i in 0..3 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
+    tx.send(3).unwrap();
+    drop(tx);
+    assert_eq!(rx.into_iter().collect::<Vec<_>>(), [3]);
+}
+
+#[test]
+#[should_panic(expected = "zero-capacity (rendezvous) channels are not supported")]
+fn bounded_zero_is_refused() {
+    let _ = chan::bounded::<u8>(0);
+}
