@@ -12,6 +12,7 @@
 //! and `!Send` values it holds across a blocking call stay on their thread.
 
 mod park;
+pub(crate) mod probe;
 mod raw;
 pub(crate) mod runtime;
 mod worker;

@@ -57,7 +57,8 @@ pub(crate) struct Worker {
     slots: RefCell<Vec<Slot>>,
     /// The task running now; `None` while the scheduler runs.
     running: RefCell<Option<TaskRef>>,
-    /// The scheduler's stack pointer while a task runs.
+    /// The scheduler's stack pointer while a task runs (the link of
+    /// `arch::resume`).
     sched_sp: Cell<usize>,
     why: Cell<Why>,
     tick: Cell<u32>,
@@ -285,10 +286,10 @@ impl Worker {
         // thread exits, after `run`); the chain stays valid and untouched by
         // anything else until `run_native` below.
         unsafe { (*self.thread).run_chain(chain) };
-        // SAFETY: `sp` was saved by the task's last switch out, or built by
+        // SAFETY: `sp` was saved by the task's last suspend, or built by
         // init_stack; its stack (slot and segments) stays valid while it
-        // runs. sched_sp is ours.
-        unsafe { arch::switch(self.sched_sp.as_ptr(), sp) };
+        // runs. The task is pinned here, so it suspends to this link.
+        unsafe { arch::resume(sp, self.sched_sp.as_ptr()) };
         // SAFETY: as above.
         unsafe { (*self.thread).run_native() };
         let task = self.running.borrow_mut().take().expect("the task we ran");
@@ -360,10 +361,10 @@ impl Worker {
             &raw mut ctx.sp
         };
         drop(running);
-        // SAFETY: sched_sp was saved by run_task's switch, which has not
-        // been resumed since. The task's reference is held by `running`
-        // until the scheduler takes it, so `save` stays valid.
-        unsafe { arch::switch(save, self.sched_sp.get()) };
+        // SAFETY: we run on the task's stack, resumed by run_task with this
+        // link. The task's reference is held by `running` until the
+        // scheduler takes it, so `save` stays valid.
+        unsafe { arch::suspend(save, self.sched_sp.as_ptr()) };
     }
 
     fn take_slot(&self, size: usize) -> std::io::Result<Slot> {
