@@ -157,14 +157,21 @@ where
     let cell = TaskCell::new(Arc::clone(shard), info, f);
     let task: TaskRef = cell.clone();
     match on_worker {
-        Some(w) => shared.workers[w.index].push_fresh(task),
+        Some(w) => {
+            shared.workers[w.index].push_fresh(task);
+            // The only worker is this one, and it is busy: nobody to wake.
+            if shared.workers.len() > 1 {
+                shared.notify_idle();
+            }
+        }
         None => {
             let mut injector = lock(&shared.injector);
             injector.push_back(task);
             shared.injected.store(injector.len(), Ordering::Relaxed);
+            drop(injector);
+            shared.notify_idle();
         }
     }
-    shared.notify_idle();
     JoinHandle::new(cell)
 }
 

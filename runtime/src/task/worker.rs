@@ -22,7 +22,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::raw::{PARKED, RUNNING, TaskInfo, TaskRef};
+use super::raw::{NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
 use super::runtime::{Shard, Shared};
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
@@ -138,17 +138,13 @@ pub(crate) fn park_task() -> bool {
     let Some(task) = running.as_ref() else {
         return false;
     };
-    // A wake since the last park is consumed instead of parking.
-    let notified = task
-        .header()
-        .state
-        .compare_exchange(
-            super::raw::NOTIFIED,
-            RUNNING,
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        )
-        .is_ok();
+    // A wake since the last park is consumed instead of parking (a load
+    // first: the read-modify-write is only needed when there is one).
+    let state = &task.header().state;
+    let notified = state.load(Ordering::Relaxed) == NOTIFIED
+        && state
+            .compare_exchange(NOTIFIED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
     drop(running);
     if !notified {
         w.switch_out(Why::Park);
