@@ -36,6 +36,37 @@
 //!   in Go); growing past it is an ordinary panic.
 //! - [`remaining_stack`] and [`stats`] tell you where you are.
 //!
+//! # Tasks
+//!
+//! A [`Runtime`] runs *tasks*: green threads written as plain blocking code,
+//! each starting on a small slot (256 KiB of address space, of which it
+//! commits only what it touches) that `#[growable]` code grows past, like
+//! goroutines. A million of them fit in about 4.3 GiB.
+//!
+//! ```
+//! #[growstack::growable]
+//! fn count(n: u64) -> u64 {
+//!     if n == 0 { 0 } else { 1 + count(n - 1) }
+//! }
+//!
+//! let rt = growstack::Runtime::new()?;
+//! let (tx, rx) = growstack::chan::unbounded();
+//! for i in 0..100u64 {
+//!     let tx = tx.clone();
+//!     // Each task recurses 10k levels deep, far past its 256 KiB slot.
+//!     rt.spawn(move || tx.send(count(10_000) + i).unwrap());
+//! }
+//! drop(tx);
+//! assert_eq!(rx.iter().sum::<u64>(), 100 * 10_000 + 4950);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! - [`spawn`] / [`Runtime::spawn`] return a [`JoinHandle`]; [`chan`] has
+//!   MPMC channels; [`yield_now`] and [`sleep`]; `#[growstack::main]` and
+//!   `#[growstack::test]`. Blocking calls park a task and block a plain
+//!   thread, so the same code works in both.
+//! - A task stays on the worker thread that first ran it.
+//!
 //! # What is protected
 //!
 //! Each thread's stack has a *guard*: the lowest point at which an
