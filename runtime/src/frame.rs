@@ -1,6 +1,7 @@
-//! [`FrameDesc`]: the static descriptor each annotated function gets.
+//! [`FrameDesc`]: the static descriptor each annotated function gets, and
+//! the growth profile built from them.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// Describes one annotated function: where it is and how much stack its
 /// body needs beyond the red zone. `#[growable]` makes one `static` per
@@ -20,7 +21,16 @@ pub struct FrameDesc {
     /// set for bodies with large locals, which then run out of line).
     pub frame: usize,
     growths: AtomicU64,
+    bytes: AtomicU64,
+    /// Set once the descriptor is on the profile list.
+    listed: AtomicBool,
+    /// The next descriptor on the profile list.
+    next: AtomicPtr<FrameDesc>,
 }
+
+/// Descriptors whose function has grown a stack at least once: a lock-free
+/// list, pushed to at a descriptor's first growth and never shrunk.
+static PROFILE: AtomicPtr<FrameDesc> = AtomicPtr::new(core::ptr::null_mut());
 
 impl FrameDesc {
     /// A descriptor with no growth counted yet.
@@ -38,6 +48,9 @@ impl FrameDesc {
             line,
             frame,
             growths: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            listed: AtomicBool::new(false),
+            next: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
@@ -46,7 +59,99 @@ impl FrameDesc {
         self.growths.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn count_growth(&self) {
+    /// Counts a growth onto a segment of `bytes`.
+    pub(crate) fn count_growth(&'static self, bytes: usize) {
         self.growths.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        if !self.listed.load(Ordering::Relaxed) && !self.listed.swap(true, Ordering::Relaxed) {
+            let me = (self as *const FrameDesc).cast_mut();
+            let mut head = PROFILE.load(Ordering::Relaxed);
+            loop {
+                self.next.store(head, Ordering::Relaxed);
+                match PROFILE.compare_exchange_weak(head, me, Ordering::Release, Ordering::Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(actual) => head = actual,
+                }
+            }
+        }
     }
+}
+
+/// One annotated function in the growth profile (see [`profile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GrowthSite {
+    /// The function's name, `Type::method` for methods.
+    pub name: &'static str,
+    /// The module it is defined in.
+    pub module_path: &'static str,
+    /// Its source file.
+    pub file: &'static str,
+    /// The line of its signature.
+    pub line: u32,
+    /// How many times a call of it continued on a segment.
+    pub growths: u64,
+    /// The sizes of the segments those calls continued on, added up.
+    pub bytes: u64,
+}
+
+/// Every annotated function whose check has made a stack grow, in this
+/// process so far, most growths first.
+///
+/// A function that shows up at the top with many growths and few bytes sits
+/// on a segment boundary in a loop (cached segments make that cheap, but
+/// each call still switches stacks twice); one with many bytes is where
+/// stacks get deep.
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// for site in growstack::profile() {
+///     println!("{} grew {} times ({}:{})", site.name, site.growths, site.file, site.line);
+/// }
+/// ```
+pub fn profile() -> Vec<GrowthSite> {
+    let mut sites = Vec::new();
+    let mut p = PROFILE.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: only `&'static FrameDesc`s are pushed, never removed.
+        let d: &'static FrameDesc = unsafe { &*p };
+        sites.push(GrowthSite {
+            name: d.name,
+            module_path: d.module_path,
+            file: d.file,
+            line: d.line,
+            growths: d.growths(),
+            bytes: d.bytes.load(Ordering::Relaxed),
+        });
+        p = d.next.load(Ordering::Acquire);
+    }
+    sites.sort_by(|a, b| b.growths.cmp(&a.growths).then(b.bytes.cmp(&a.bytes)));
+    sites
+}
+
+/// [`profile`] as a plain-text table, one function per line.
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// let report = growstack::profile_report();
+/// assert!(report.lines().next().unwrap().contains("growths"));
+/// ```
+pub fn profile_report() -> String {
+    use core::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:>10} {:>12}  function (location)", "growths", "MiB");
+    for s in profile() {
+        let _ = writeln!(
+            out,
+            "{:>10} {:>12.1}  {}::{} ({}:{})",
+            s.growths,
+            s.bytes as f64 / (1 << 20) as f64,
+            s.module_path,
+            s.name,
+            s.file,
+            s.line
+        );
+    }
+    out
 }

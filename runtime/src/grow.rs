@@ -158,6 +158,11 @@ enum Entry {
 
 #[inline(always)]
 fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f: F) -> R {
+    if crate::task::preempt_point() && guard::has_room() {
+        // The check failed because the monitor preempted this task, which
+        // has now yielded and been resumed: there was room all along.
+        return f();
+    }
     let mut call = Call::<F, R>::Pending(f);
     let data = (&raw mut call).cast::<u8>();
     match run_elsewhere(desc, entry, data, trampoline::<F, R>) {

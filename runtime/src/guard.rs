@@ -8,6 +8,8 @@
 //!
 //! - a new thread starts at `usize::MAX`, so its first check enters the
 //!   runtime, which finds the thread's real stack bounds;
+//! - a runtime's monitor stores `usize::MAX` into a worker's guard to make
+//!   the running task yield at its next annotated call (preemption);
 //! - stress mode (`GROWSTACK_STRESS=1`) keeps it at `usize::MAX` for good.
 //!   A re-call would then fail its own check forever, so the runtime sets
 //!   a one-shot *bypass* before running it: the first failed check after
@@ -19,13 +21,16 @@
 //! only slower.
 
 use core::cell::Cell;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::arch;
 
 thread_local! {
     // `const`-initialised and without a destructor: every access is a plain
     // thread-pointer-relative load, with no lazy-initialisation branch.
-    static GUARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    // Atomic only so that a runtime's monitor thread may poison a worker's
+    // guard to preempt it; relaxed loads and stores are plain moves.
+    static GUARD: AtomicUsize = const { AtomicUsize::new(usize::MAX) };
     static BYPASS: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -33,20 +38,25 @@ thread_local! {
 /// pointer is above the guard. About four instructions and no call.
 #[inline(always)]
 pub fn has_room() -> bool {
-    arch::sp_above(GUARD.with(Cell::get))
+    arch::sp_above(GUARD.with(|g| g.load(Relaxed)))
 }
 
 /// Like [`has_room`], for a function whose body needs `frame` bytes of stack
 /// beyond the red zone (its body then runs out of line, after the check).
 #[inline(always)]
 pub fn has_room_for(frame: usize) -> bool {
-    arch::stack_pointer().wrapping_sub(frame) > GUARD.with(Cell::get)
+    arch::stack_pointer().wrapping_sub(frame) > GUARD.with(|g| g.load(Relaxed))
 }
 
 /// Sets this thread's guard.
 #[inline]
 pub(crate) fn set(value: usize) {
-    GUARD.with(|g| g.set(value));
+    GUARD.with(|g| g.store(value, Relaxed));
+}
+
+/// The address of this thread's guard, for a monitor to poison.
+pub(crate) fn cell() -> *const AtomicUsize {
+    GUARD.with(|g| g as *const AtomicUsize)
 }
 
 /// Called when a check failed: true (once) if the runtime has just moved

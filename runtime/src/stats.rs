@@ -7,41 +7,64 @@ pub(crate) static GROWTHS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SEGMENTS_ALLOCATED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SEGMENTS_LIVE: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PEAK_STACK: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SHRINKS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Live tasks, counted in shards so that workers spawning and finishing
-/// tasks do not fight over one cache line: a thread adds and subtracts on
-/// its own shard, and the sum is the count.
+/// A counter in shards, so that threads updating it often (workers
+/// spawning and finishing tasks) do not fight over one cache line: a thread
+/// adds to its own shard, and the sum is the value.
+pub(crate) struct Sharded([Shard; SHARDS]);
+
 #[repr(align(128))]
 struct Shard(AtomicIsize);
 
 const SHARDS: usize = 16;
-static TASKS_LIVE: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static MY_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn my_shard() -> &'static AtomicIsize {
-    let i = MY_SHARD
+fn my_shard() -> usize {
+    MY_SHARD
         .try_with(|s| {
             if s.get() == usize::MAX {
                 s.set(NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS);
             }
             s.get()
         })
-        .unwrap_or(0);
-    &TASKS_LIVE[i].0
+        .unwrap_or(0)
 }
+
+impl Sharded {
+    pub(crate) const fn new() -> Sharded {
+        Sharded([const { Shard(AtomicIsize::new(0)) }; SHARDS])
+    }
+
+    pub(crate) fn add(&self, delta: isize) {
+        self.0[my_shard()].0.fetch_add(delta, Relaxed);
+    }
+
+    /// The sum, never below zero.
+    pub(crate) fn sum(&self) -> usize {
+        self.0
+            .iter()
+            .map(|s| s.0.load(Relaxed))
+            .sum::<isize>()
+            .max(0) as usize
+    }
+}
+
+static TASKS_LIVE: Sharded = Sharded::new();
 
 /// Counts a task in `tasks_live` (at spawn).
 pub(crate) fn task_started() {
-    my_shard().fetch_add(1, Relaxed);
+    TASKS_LIVE.add(1);
 }
 
 /// Counts a task out of `tasks_live` (finished, or dropped unfinished).
 pub(crate) fn task_ended() {
-    my_shard().fetch_sub(1, Relaxed);
+    TASKS_LIVE.add(-1);
 }
 
 /// A snapshot of growstack's process-wide counters, from [`stats`].
@@ -64,6 +87,17 @@ pub struct Stats {
     pub peak_stack_bytes: u64,
     /// Tasks spawned and not finished yet, in all runtimes.
     pub tasks_live: usize,
+    /// Shrink actions: cached segments returned and stacks whose unused
+    /// pages were released, by maintenance passes and [`shrink_now`](crate::shrink_now).
+    pub shrinks: u64,
+    /// Tasks made to yield because they ran longer than their runtime's
+    /// time slice.
+    pub preemptions: u64,
+    /// An estimate of the stack memory committed by all tasks and segments
+    /// (not native thread stacks): segments count in full while held, a
+    /// task's slot from its top down to the lowest stack pointer seen when
+    /// it was suspended, a cached free slot with what it had.
+    pub stack_resident_bytes: usize,
 }
 
 /// Reads the process-wide counters.
@@ -80,10 +114,9 @@ pub fn stats() -> Stats {
         segments_allocated: SEGMENTS_ALLOCATED.load(Relaxed),
         segments_live: SEGMENTS_LIVE.load(Relaxed),
         peak_stack_bytes: PEAK_STACK.load(Relaxed),
-        tasks_live: TASKS_LIVE
-            .iter()
-            .map(|s| s.0.load(Relaxed))
-            .sum::<isize>()
-            .max(0) as usize,
+        tasks_live: TASKS_LIVE.sum(),
+        shrinks: SHRINKS.load(Relaxed),
+        preemptions: PREEMPTIONS.load(Relaxed),
+        stack_resident_bytes: crate::stack::resident::bytes(),
     }
 }

@@ -53,7 +53,7 @@ impl ThreadStack {
         signal::remember_thread_name();
         let g0 = stack::arena::alloc(stack::G0_SIZE)?;
         Ok(ThreadStack {
-            native: Chain::new(lo, hi, None),
+            native: Chain::new(lo, hi, None, false),
             running: core::ptr::null_mut(),
             g0_top: g0.top(),
             g0: Some(g0),

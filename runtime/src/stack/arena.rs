@@ -65,6 +65,24 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Releases the pages of `[lo, hi)` (page aligned), a range covered by
+    /// slots the caller owns, guard regions included (their markers survive
+    /// `MADV_DONTNEED`).
+    ///
+    /// # Safety
+    ///
+    /// No frame or other live data may lie in `[lo, hi)`: its contents
+    /// become zero pages.
+    pub unsafe fn release_range(lo: usize, hi: usize) {
+        if hi > lo {
+            // SAFETY: by the caller's contract; MADV_DONTNEED only replaces
+            // the pages with zero-fill-on-demand ones.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
 struct Pool {
     free: Vec<usize>,
     /// Carving cursor: slots are cut from `[floor, next)` downwards.
@@ -127,6 +145,16 @@ pub fn free(slot: Slot) {
     pools[(slot.class - MIN_CLASS) as usize]
         .free
         .push(slot.base);
+}
+
+/// Returns many slots under one lock.
+pub fn free_many(slots: impl IntoIterator<Item = Slot>) {
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    for slot in slots {
+        pools[(slot.class - MIN_CLASS) as usize]
+            .free
+            .push(slot.base);
+    }
 }
 
 fn reserve(len: usize, class: u32) -> io::Result<usize> {

@@ -8,10 +8,19 @@
 //! sits on a boundary in a loop reuses the same segment every time.
 //!
 //! A chain is only ever touched by the thread running its context: the
-//! growth protocol reaches it through the thread's `running` pointer.
+//! growth protocol reaches it through the thread's `running` pointer, and
+//! a worker's maintenance pass shrinks the chains of its parked tasks.
+//!
+//! Shrinking never moves a frame. It returns cached segments (all of them
+//! on demand; in periodic passes only those not entered since the previous
+//! pass, so a call sitting on a boundary in a loop keeps its segment), and
+//! releases the pages of the stack the context is parked on that lie below
+//! its stack pointer, when it uses less than a quarter of what it has
+//! resident.
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use super::resident;
 use super::{GUARD_SIZE, MIN_SEGMENT, PAGE_SIZE, RED_ZONE, STRESS_SEGMENT, Slot, arena};
 use crate::frame::FrameDesc;
 use crate::grow::{Refusal, max_stack, stress};
@@ -25,13 +34,54 @@ pub(crate) struct Chain {
     depth: usize,
     /// Bytes of stack in use: the first stack plus `segments[..depth]`.
     in_use: usize,
-    segments: Vec<Slot>,
+    segments: Vec<Segment>,
+    /// The first stack, `[lo, hi)`, and whether a shrink may release its
+    /// pages (a task's slot: yes; a thread's native stack belongs to the OS).
+    first: (usize, usize),
+    release_first: bool,
+    /// Bytes the first stack adds to the resident-stack estimate (tasks
+    /// only): from its top down to the lowest stack pointer seen.
+    first_counted: usize,
     /// The most this chain may hold in use; `None`: the process-wide
     /// [`max_stack`].
     max: Option<usize>,
     /// Stress mode, read once: the global flag shares a cache line with
     /// counters other threads write, and the guard is set on every switch.
     stress: bool,
+}
+
+struct Segment {
+    slot: Slot,
+    /// Entered since the previous periodic shrink.
+    used: bool,
+    /// Bytes it adds to the resident-stack estimate (`stack::resident`).
+    counted: usize,
+}
+
+/// What a shrink gave back.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Shrunk {
+    /// Segments returned plus stacks whose pages were released.
+    pub(crate) actions: u64,
+    /// Bytes of (estimated) resident stack given back.
+    pub(crate) bytes: usize,
+}
+
+impl core::ops::AddAssign for Shrunk {
+    fn add_assign(&mut self, other: Shrunk) {
+        self.actions += other.actions;
+        self.bytes += other.bytes;
+    }
+}
+
+/// How hard a shrink looks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Pass {
+    /// A worker's periodic pass: keep cached segments entered since the
+    /// previous one.
+    Periodic,
+    /// `shrink_now`: give back everything not in use.
+    Now,
 }
 
 /// What `lessstack` restores when a call comes back from another stack.
@@ -44,13 +94,16 @@ pub(crate) struct Saved {
 
 impl Chain {
     /// A chain on the stack `[lo, hi)`: a thread's native stack, or a task's
-    /// slot (`lo` above its guard region).
-    pub(crate) fn new(lo: usize, hi: usize, max: Option<usize>) -> Chain {
+    /// slot (`lo` above its guard region) whose pages a shrink may release.
+    pub(crate) fn new(lo: usize, hi: usize, max: Option<usize>, release_first: bool) -> Chain {
         Chain {
             limit: (lo + RED_ZONE).min(hi),
             depth: 0,
             in_use: hi - lo,
             segments: Vec::new(),
+            first: (lo, hi),
+            release_first,
+            first_counted: 0,
             max,
             stress: stress(),
         }
@@ -86,27 +139,64 @@ impl Chain {
         self.set_guard();
     }
 
+    /// Records that the context was suspended at `sp`, for the estimate of
+    /// resident stack: a task's slot is resident from its top down to the
+    /// lowest stack pointer seen (rounded to pages).
+    pub(crate) fn note_sp(&mut self, sp: usize) {
+        let (lo, hi) = self.first;
+        if self.release_first && self.depth == 0 && (lo..hi).contains(&sp) {
+            self.count_first(hi - (sp & !(PAGE_SIZE - 1)));
+        }
+    }
+
+    fn count_first(&mut self, bytes: usize) {
+        if bytes > self.first_counted {
+            resident::add(bytes - self.first_counted);
+            self.first_counted = bytes;
+        }
+    }
+
+    /// Bytes of the first stack counted as resident.
+    pub(crate) fn first_counted(&self) -> usize {
+        self.first_counted
+    }
+
+    /// Hands over the first stack's share of the estimate (the task
+    /// finished; its slot goes to a cache with its pages).
+    pub(crate) fn take_first_counted(&mut self) -> usize {
+        core::mem::take(&mut self.first_counted)
+    }
+
+    /// Whether the context has grown onto segments (in use or cached).
+    pub(crate) fn has_segments(&self) -> bool {
+        !self.segments.is_empty()
+    }
+
     /// Picks the stack on which a call whose check failed at `sp` continues
     /// and makes it the running one; returns the 16-byte aligned top to
     /// switch to. Runs on g0.
-    pub(crate) fn grow(&mut self, sp: usize, desc: &FrameDesc) -> Result<usize, Refusal> {
+    pub(crate) fn grow(&mut self, sp: usize, desc: &'static FrameDesc) -> Result<usize, Refusal> {
         if sp.saturating_sub(desc.frame) > self.limit {
             // The guard was poisoned (first call on this thread, stress
-            // mode), not reached: carry on right below the caller.
+            // mode, a preemption request), not reached: carry on right
+            // below the caller.
             self.set_guard();
             return Ok((sp - 16) & !15);
         }
         // At least the body's frame, the red zone and the guard region.
         let needed = (desc.frame + RED_ZONE + GUARD_SIZE + PAGE_SIZE).next_power_of_two();
-        let cached = self.segments.get(self.depth).filter(|s| s.size() >= needed);
+        let cached = self
+            .segments
+            .get(self.depth)
+            .filter(|s| s.slot.size() >= needed);
         let size = match cached {
-            Some(s) => s.size(),
+            Some(s) => s.slot.size(),
             None if self.stress => needed.max(STRESS_SEGMENT),
             None => {
                 let previous = self
                     .depth
                     .checked_sub(1)
-                    .map_or(0, |i| self.segments[i].size());
+                    .map_or(0, |i| self.segments[i].slot.size());
                 needed.max(MIN_SEGMENT).max(previous * 2)
             }
         };
@@ -118,21 +208,37 @@ impl Chain {
         if cached.is_none() {
             let slot = arena::alloc(size).map_err(Refusal::Memory)?;
             stats::SEGMENTS_ALLOCATED.fetch_add(1, Relaxed);
+            // Counted as resident in full while we hold it: an estimate.
+            let counted = slot.top() - slot.usable_lo();
+            resident::add(counted);
+            let segment = Segment {
+                slot,
+                used: false,
+                counted,
+            };
             if let Some(old) = self.segments.get_mut(self.depth) {
                 // Too small for this frame: give it back, keep the new one.
-                release(core::mem::replace(old, slot));
+                let old = core::mem::replace(old, segment);
+                resident::sub(old.counted);
+                release(old.slot);
             } else {
                 stats::SEGMENTS_LIVE.fetch_add(1, Relaxed);
-                self.segments.push(slot);
+                self.segments.push(segment);
             }
         }
-        let segment = &self.segments[self.depth];
-        let top = segment.top();
-        self.limit = segment.usable_lo() + RED_ZONE;
+        if self.depth == 0 && self.release_first {
+            // The slot was used down to its limit.
+            let (lo, hi) = self.first;
+            self.count_first(hi - lo);
+        }
+        let segment = &mut self.segments[self.depth];
+        segment.used = true;
+        let top = segment.slot.top();
+        self.limit = segment.slot.usable_lo() + RED_ZONE;
         self.depth += 1;
         self.in_use = total;
         self.set_guard();
-        desc.count_growth();
+        desc.count_growth(size);
         stats::GROWTHS.fetch_add(1, Relaxed);
         stats::PEAK_STACK.fetch_max(total as u64, Relaxed);
         Ok(top)
@@ -140,15 +246,69 @@ impl Chain {
 
     /// Returns the cached segments (those beyond the ones in use) to the
     /// arena, their pages released.
-    pub(crate) fn drop_cached(&mut self) {
-        if self.segments.len() <= self.depth {
-            // The common case for a finished task: nothing to return, and
-            // no reason to touch the process-wide counter.
-            return;
+    pub(crate) fn drop_cached(&mut self) -> Shrunk {
+        let mut shrunk = Shrunk::default();
+        while self.segments.len() > self.depth {
+            shrunk += give_back(self.segments.pop().expect("len > depth"));
         }
-        let cached = self.segments.split_off(self.depth);
-        stats::SEGMENTS_LIVE.fetch_sub(cached.len() as u64, Relaxed);
-        cached.into_iter().for_each(release);
+        shrunk
+    }
+
+    /// Gives memory back; `sp` is the context's stack pointer (saved, if it
+    /// is parked). Runs on the thread of the context, while the context is
+    /// parked or is the caller.
+    pub(crate) fn shrink(&mut self, sp: usize, pass: Pass) -> Shrunk {
+        // Cached segments, deepest first; a periodic pass stops at the
+        // first one entered since the previous pass (hysteresis).
+        let mut shrunk = Shrunk::default();
+        while self.segments.len() > self.depth {
+            let last = self.segments.last().expect("len > depth");
+            if pass == Pass::Periodic && last.used {
+                break;
+            }
+            shrunk += give_back(self.segments.pop().expect("len > depth"));
+        }
+        for s in &mut self.segments[self.depth..] {
+            s.used = false;
+        }
+        shrunk += self.release_below(sp);
+        shrunk
+    }
+
+    /// Releases the pages of the running stack below `sp` (less a red
+    /// zone) if the context uses less than a quarter of the stack it has
+    /// resident (Go halves a stack at a quarter; we keep a red zone's worth
+    /// below `sp`, at least half of what is left in use).
+    fn release_below(&mut self, sp: usize) -> Shrunk {
+        let in_use = self.in_use;
+        let (lo, hi, counted) = match self.depth {
+            0 if self.release_first => (self.first.0, self.first.1, &mut self.first_counted),
+            0 => return Shrunk::default(),
+            d => {
+                let segment = &mut self.segments[d - 1];
+                let (lo, hi) = (segment.slot.usable_lo(), segment.slot.top());
+                (lo, hi, &mut segment.counted)
+            }
+        };
+        if !(lo..hi).contains(&sp) {
+            return Shrunk::default();
+        }
+        // In use: the stacks below this one in full, and this one above sp.
+        let below_stacks = in_use - (hi - lo);
+        let used = below_stacks + (hi - sp);
+        let resident = below_stacks + *counted;
+        let below = sp.saturating_sub(RED_ZONE).saturating_sub(lo) & !(PAGE_SIZE - 1);
+        let now = (*counted).min(hi - (lo + below));
+        if below == 0 || now == *counted || used >= resident / 4 {
+            return Shrunk::default();
+        }
+        // SAFETY: [lo, lo + below) lies in the running stack, at least a red
+        // zone below the context's stack pointer: no frame lives there.
+        unsafe { libc::madvise(lo as *mut libc::c_void, below, libc::MADV_DONTNEED) };
+        let bytes = *counted - now;
+        *counted = now;
+        resident::sub(bytes);
+        Shrunk { actions: 1, bytes }
     }
 
     /// Returns every segment to the arena. The context must have no frame
@@ -169,6 +329,17 @@ impl Chain {
         stats::SEGMENTS_LIVE.fetch_sub(self.segments.len() as u64, Relaxed);
         // A `Slot` goes back to the arena only through `arena::free`.
         self.segments.clear();
+    }
+}
+
+/// Returns a cached segment to the arena and takes it out of the figures.
+fn give_back(segment: Segment) -> Shrunk {
+    stats::SEGMENTS_LIVE.fetch_sub(1, Relaxed);
+    resident::sub(segment.counted);
+    release(segment.slot);
+    Shrunk {
+        actions: 1,
+        bytes: segment.counted,
     }
 }
 

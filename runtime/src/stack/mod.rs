@@ -18,9 +18,10 @@
 
 pub mod arena;
 mod chain;
+pub(crate) mod resident;
 
 pub use arena::Slot;
-pub(crate) use chain::{Chain, Saved};
+pub(crate) use chain::{Chain, Pass, Saved, Shrunk};
 
 /// Size of the guard region at the low end of every slot. Rust's stack
 /// probes touch every page of a large frame, so one page would catch any

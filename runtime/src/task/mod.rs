@@ -25,6 +25,8 @@ pub(crate) use park::{Waker, park, park_until};
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
 use runtime::Shard;
+pub use runtime::shrink_now;
+pub(crate) use worker::preempt_point;
 
 /// An owned permission to join a task (wait for it and take its result).
 ///

@@ -52,6 +52,8 @@ pub(crate) struct Context {
     /// The task's stack chain (its slot, then segments), likewise.
     pub(crate) chain: Option<Chain>,
     pub(crate) finished: bool,
+    /// On its worker's list of tasks that grew (see `worker::maintain`).
+    pub(crate) listed: bool,
 }
 
 impl Drop for Context {
@@ -100,6 +102,7 @@ impl Header {
                 slot: None,
                 chain: None,
                 finished: false,
+                listed: false,
             }),
         }
     }

@@ -7,17 +7,27 @@
 //! work pushes it first and then reads `sleepers` (both sequentially
 //! consistent): either the worker's last look finds the work, or the pusher
 //! sees the sleeper and kicks it.
+//!
+//! Preemption: a monitor thread looks at every worker once per time slice.
+//! A worker that has been running the same task since the previous look
+//! (its resume count has not moved) gets its guard poisoned with
+//! `usize::MAX` and a preemption flag; the task's next annotated call fails
+//! its check, sees the flag on the slow path and yields (Go's
+//! `stackPreempt`). The worker publishes the address of its guard under
+//! its lock and withdraws it before its thread exits.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use super::JoinHandle;
 use super::raw::{TaskCell, TaskInfo, TaskRef};
 use super::worker::{self, Worker};
+use crate::chan::{self, Sender};
 use crate::stack::{MIN_TASK_STACK, TASK_STACK, arena};
+use crate::stack::{Pass, Shrunk};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks; recover anyway.
@@ -27,6 +37,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) max_stack: usize,
+    pub(crate) cached_stacks: usize,
+    pub(crate) time_slice: Duration,
 }
 
 /// The part of a worker other threads reach.
@@ -34,8 +46,20 @@ pub(crate) struct Remote {
     fresh: Mutex<VecDeque<TaskRef>>,
     fresh_len: AtomicUsize,
     pub(crate) has_inbox: AtomicBool,
+    has_shrink: AtomicBool,
     state: Mutex<RemoteState>,
     wakeup: Condvar,
+    preempt: Preempt,
+}
+
+/// What the monitor reads on every look and the worker writes on every
+/// switch: on a cache line of its own, away from what other workers read.
+#[repr(align(128))]
+#[derive(Default)]
+struct Preempt {
+    resumes: AtomicU64,
+    running: AtomicBool,
+    requested: AtomicBool,
 }
 
 #[derive(Default)]
@@ -43,6 +67,11 @@ struct RemoteState {
     inbox: Vec<TaskRef>,
     idle: bool,
     kicked: bool,
+    /// Address of the worker's guard (`guard::cell`); 0 when it is gone.
+    guard: usize,
+    /// `shrink_now` callers waiting for a pass; each gets a message.
+    shrink_requests: Vec<Sender<()>>,
+    exited: bool,
 }
 
 impl Remote {
@@ -51,8 +80,84 @@ impl Remote {
             fresh: Mutex::new(VecDeque::new()),
             fresh_len: AtomicUsize::new(0),
             has_inbox: AtomicBool::new(false),
+            has_shrink: AtomicBool::new(false),
             state: Mutex::new(RemoteState::default()),
             wakeup: Condvar::new(),
+            preempt: Preempt::default(),
+        }
+    }
+
+    /// The worker publishes (or, with null, withdraws) its guard's address.
+    pub(crate) fn publish_guard(&self, guard: *const AtomicUsize) {
+        let mut state = lock(&self.state);
+        state.guard = guard as usize;
+        if guard.is_null() {
+            // The worker is leaving: answer what waits (dropping a sender
+            // tells `shrink_now` not to wait for it).
+            state.exited = true;
+            state.shrink_requests.clear();
+        }
+    }
+
+    /// The worker is about to resume a task.
+    pub(crate) fn will_resume(&self) {
+        let p = &self.preempt;
+        p.requested.store(false, Ordering::Relaxed);
+        p.resumes
+            .store(p.resumes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        p.running.store(true, Ordering::Relaxed);
+    }
+
+    /// The task the worker ran has switched back to it.
+    pub(crate) fn suspended(&self) {
+        self.preempt.running.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the monitor asked the running task to yield (once).
+    pub(crate) fn take_preempt(&self) -> bool {
+        let r = &self.preempt.requested;
+        r.load(Ordering::Relaxed) && r.swap(false, Ordering::Relaxed)
+    }
+
+    /// The monitor: makes the running task's next annotated call yield.
+    fn request_preempt(&self) {
+        let state = lock(&self.state);
+        if state.guard != 0 {
+            self.preempt.requested.store(true, Ordering::Relaxed);
+            // SAFETY: the worker withdraws the address under this lock
+            // before its thread (and the thread-local) goes away.
+            unsafe { (*(state.guard as *const AtomicUsize)).store(usize::MAX, Ordering::Relaxed) };
+        }
+    }
+
+    /// Asks the worker for a `shrink_now` pass; false if it has exited.
+    fn request_shrink(&self, done: Sender<()>) -> bool {
+        let mut state = lock(&self.state);
+        if state.exited {
+            return false;
+        }
+        state.shrink_requests.push(done);
+        self.has_shrink.store(true, Ordering::Release);
+        if state.idle {
+            state.kicked = true;
+            self.wakeup.notify_one();
+        }
+        true
+    }
+
+    pub(crate) fn has_shrink_request(&self) -> bool {
+        self.has_shrink.load(Ordering::Acquire)
+    }
+
+    /// After a `shrink_now` pass: tells the callers.
+    pub(crate) fn answer_shrink_requests(&self) {
+        let waiting = {
+            let mut state = lock(&self.state);
+            self.has_shrink.store(false, Ordering::Relaxed);
+            core::mem::take(&mut state.shrink_requests)
+        };
+        for done in waiting {
+            let _ = done.send(());
         }
     }
 
@@ -182,6 +287,8 @@ pub(crate) struct Shared {
     injected: AtomicUsize,
     sleepers: AtomicUsize,
     shutdown: AtomicBool,
+    monitor_lock: Mutex<()>,
+    monitor_wakeup: Condvar,
     pub(crate) config: Config,
 }
 
@@ -220,7 +327,12 @@ impl Shared {
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         let found = recheck().is_some();
         let mut state = lock(&me.state);
-        while !found && !state.kicked && state.inbox.is_empty() && !self.shutting_down() {
+        while !found
+            && !state.kicked
+            && state.inbox.is_empty()
+            && state.shrink_requests.is_empty()
+            && !self.shutting_down()
+        {
             match deadline {
                 None => state = me.wakeup.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(at) => {
@@ -269,6 +381,7 @@ pub struct Runtime {
     /// The share of tasks spawned from outside the workers.
     outside: Arc<Shard>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    monitor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -336,6 +449,13 @@ impl Drop for Runtime {
             state.kicked = true;
             w.wakeup.notify_one();
         }
+        {
+            let _guard = lock(&self.shared.monitor_lock);
+            self.shared.monitor_wakeup.notify_all();
+        }
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
         let on_own_worker =
             worker::current().is_some_and(|w| Arc::ptr_eq(&w.shard.shared, &self.shared));
         if on_own_worker {
@@ -377,6 +497,8 @@ pub struct Builder {
     workers: Option<usize>,
     stack_size: usize,
     max_stack: usize,
+    cached_stacks: usize,
+    time_slice: Duration,
 }
 
 impl Default for Builder {
@@ -393,6 +515,8 @@ impl Builder {
             workers: None,
             stack_size: TASK_STACK,
             max_stack: 1 << 30,
+            cached_stacks: 256,
+            time_slice: Duration::from_millis(10),
         }
     }
 
@@ -418,6 +542,22 @@ impl Builder {
         self
     }
 
+    /// How many free task stacks each worker keeps with their pages, so
+    /// that new tasks start on memory that is already there (default 256).
+    /// The maintenance pass releases the pages of the others.
+    pub fn cached_stacks(mut self, n: usize) -> Builder {
+        self.cached_stacks = n;
+        self
+    }
+
+    /// How long a task may run without blocking or yielding before its next
+    /// `#[growable]` call yields (default 10 ms, as in Go). Code that makes
+    /// no annotated call is not preempted, nor are `#[nosplit]` functions.
+    pub fn time_slice(mut self, slice: Duration) -> Builder {
+        self.time_slice = slice.max(Duration::from_micros(100));
+        self
+    }
+
     /// Starts the worker threads.
     pub fn build(self) -> io::Result<Runtime> {
         let workers = match self.workers {
@@ -438,15 +578,21 @@ impl Builder {
             injected: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            monitor_lock: Mutex::new(()),
+            monitor_wakeup: Condvar::new(),
             config: Config {
                 stack_size: size,
                 max_stack: self.max_stack,
+                cached_stacks: self.cached_stacks,
+                time_slice: self.time_slice,
             },
         });
+        register(&shared);
         let mut rt = Runtime {
             outside: Shard::new(Arc::clone(&shared), workers),
             shared,
             threads: Vec::with_capacity(workers),
+            monitor: None,
         };
         for index in 0..workers {
             let shard = Shard::new(Arc::clone(&rt.shared), index);
@@ -455,6 +601,91 @@ impl Builder {
                 .spawn(move || Worker::run(index, shard))?;
             rt.threads.push(thread);
         }
+        let shared = Arc::clone(&rt.shared);
+        rt.monitor = Some(
+            std::thread::Builder::new()
+                .name("growstack-monitor".into())
+                .spawn(move || monitor(&shared))?,
+        );
         Ok(rt)
     }
+}
+
+/// The monitor thread (module docs): one look per time slice.
+fn monitor(shared: &Shared) {
+    let mut seen = vec![u64::MAX; shared.workers.len()];
+    let mut guard = lock(&shared.monitor_lock);
+    while !shared.shutting_down() {
+        guard = shared
+            .monitor_wakeup
+            .wait_timeout(guard, shared.config.time_slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        for (w, seen) in shared.workers.iter().zip(&mut seen) {
+            let resumes = w.preempt.resumes.load(Ordering::Relaxed);
+            if w.preempt.running.load(Ordering::Relaxed) && resumes == *seen {
+                w.request_preempt();
+            }
+            *seen = resumes;
+        }
+    }
+}
+
+/// Every runtime alive, for `shrink_now`.
+static RUNTIMES: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn register(shared: &Arc<Shared>) {
+    let mut all = lock(&RUNTIMES);
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(shared));
+}
+
+/// Gives stack memory back now, in the calling thread and in every
+/// runtime, and returns when done.
+///
+/// - The calling thread (unless it is a task) returns all its cached
+///   segments to the arena.
+/// - Every worker of every runtime runs its maintenance pass at once: tasks
+///   that grew and are not running return their cached segments, and those
+///   that use less than a quarter of the stack they have resident release
+///   the pages below their stack pointer; free slots beyond
+///   [`Builder::cached_stacks`] are released. Called from a task, the task
+///   is parked while its worker does this, so its own stacks shrink too.
+///
+/// Workers also run this pass by themselves, at least every 10 ms while
+/// busy and when they go idle, but then keep segments that were entered
+/// since the previous pass (so a call sitting on a segment boundary in a
+/// loop does not lose its segment every time).
+///
+/// It waits for each worker to reach its scheduler: a task that runs
+/// without blocking and without annotated calls delays it.
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// let before = growstack::stats().shrinks;
+/// growstack::maybe_grow(|| ()); // (whatever grew)
+/// growstack::shrink_now();
+/// assert!(growstack::stats().shrinks >= before);
+/// ```
+pub fn shrink_now() {
+    let mut shrunk = Shrunk::default();
+    if worker::current_task().is_none()
+        && let Some(t) = crate::thread::current()
+    {
+        // SAFETY: this thread's live state and its running chain (no task
+        // runs here); we are the context, so its frames are above our sp.
+        let chain = unsafe { &mut *(*t).running() };
+        shrunk += chain.shrink(crate::arch::stack_pointer(), Pass::Now);
+    }
+    crate::stats::SHRINKS.fetch_add(shrunk.actions, Ordering::Relaxed);
+    let runtimes: Vec<Arc<Shared>> = lock(&RUNTIMES).iter().filter_map(Weak::upgrade).collect();
+    let (done_tx, done_rx) = chan::unbounded();
+    for shared in &runtimes {
+        for w in shared.workers.iter() {
+            w.request_shrink(done_tx.clone());
+        }
+    }
+    drop(done_tx);
+    // Each worker answers, or drops its sender when it exits.
+    for () in done_rx.iter() {}
 }

@@ -14,6 +14,12 @@
 //!
 //! A task runs only on the worker that first ran it, so thread-locals and
 //! `!Send` values it keeps across a park stay on their thread.
+//!
+//! The worker also keeps its tasks' memory in check (`maintain`) and is
+//! where preemption lands: a monitor thread poisons the guard of a worker
+//! whose task has run too long, and the task's next annotated call yields.
+
+mod maintain;
 
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::Ordering;
@@ -26,12 +32,7 @@ use super::raw::{NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
 use super::runtime::{Shard, Shared};
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
-use crate::{arch, signal};
-
-/// Free task slots a worker keeps with their pages resident, so that a new
-/// task starts on memory that is already there; beyond it, freed slots go
-/// back to the arena with their pages released.
-const SLOT_CACHE: usize = 256;
+use crate::{arch, guard, signal, stats};
 
 /// Every this many scheduling rounds the worker looks at new tasks before
 /// woken ones, so tasks that yield in a loop cannot starve them.
@@ -54,7 +55,14 @@ pub(crate) struct Worker {
     ready: RefCell<VecDeque<TaskRef>>,
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
     timer_seq: Cell<u64>,
-    slots: RefCell<Vec<Slot>>,
+    /// Free slots with their pages (and their share of the resident
+    /// estimate): a new task starts on memory that is already there.
+    /// Trimmed to the runtime's `cached_stacks` by the maintenance pass.
+    slots: RefCell<Vec<(Slot, usize)>>,
+    /// Tasks whose stacks grew, for the maintenance pass (`maintain`).
+    grown: RefCell<Vec<TaskRef>>,
+    /// When the last maintenance pass ran.
+    last_pass: Cell<Instant>,
     /// The task running now; `None` while the scheduler runs.
     running: RefCell<Option<TaskRef>>,
     /// The scheduler's stack pointer while a task runs (the link of
@@ -62,6 +70,9 @@ pub(crate) struct Worker {
     sched_sp: Cell<usize>,
     why: Cell<Why>,
     tick: Cell<u32>,
+    /// A task yielded (or was preempted): give new tasks the next turn, so
+    /// that tasks that yield in a loop cannot starve them.
+    prefer_new: Cell<bool>,
 }
 
 struct Timer {
@@ -180,10 +191,25 @@ pub(crate) fn yield_task() -> bool {
     }
 }
 
+/// Called on the slow path of an annotated call: if the monitor asked the
+/// running task to yield (it ran longer than the time slice), yields and
+/// returns true.
+pub(crate) fn preempt_point() -> bool {
+    let Some(w) = current() else { return false };
+    if w.running.borrow().is_none() || !w.shared.workers[w.index].take_preempt() {
+        return false;
+    }
+    stats::PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+    w.switch_out(Why::Yield);
+    true
+}
+
 impl Worker {
     /// The worker thread's body: runs tasks until the runtime shuts down.
     pub(crate) fn run(index: usize, shard: Arc<Shard>) {
         let thread = thread::current().expect("a new thread has its stack state");
+        let remote = &shard.shared.workers[index];
+        remote.publish_guard(guard::cell());
         let worker = Worker {
             index,
             shared: Arc::clone(&shard.shared),
@@ -193,14 +219,18 @@ impl Worker {
             timers: RefCell::new(BinaryHeap::new()),
             timer_seq: Cell::new(0),
             slots: RefCell::new(Vec::new()),
+            grown: RefCell::new(Vec::new()),
+            last_pass: Cell::new(Instant::now()),
             running: RefCell::new(None),
             sched_sp: Cell::new(0),
             why: Cell::new(Why::Yield),
             tick: Cell::new(0),
+            prefer_new: Cell::new(false),
         };
         WORKER.with(|w| w.set(&worker));
         worker.schedule_loop();
         WORKER.with(|w| w.set(core::ptr::null()));
+        worker.shared.workers[index].publish_guard(core::ptr::null());
         worker.drain();
     }
 
@@ -216,7 +246,8 @@ impl Worker {
     fn next_task(&self) -> Option<TaskRef> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        if tick.is_multiple_of(FAIRNESS_TICK)
+        self.maybe_maintain(tick);
+        if (self.prefer_new.take() || tick.is_multiple_of(FAIRNESS_TICK))
             && let Some(task) = self.take_new()
         {
             return Some(task);
@@ -259,6 +290,7 @@ impl Worker {
 
     /// Sleeps until there is work, a timer is due or the runtime shuts down.
     fn idle(&self) {
+        self.maintain_idle();
         let deadline = self.timers.borrow().peek().map(|t| t.0.at);
         let remote = &self.shared.workers[self.index];
         self.shared.sleep(remote, deadline, || {
@@ -275,6 +307,7 @@ impl Worker {
             return;
         };
         signal::set_task(&task.header().info);
+        self.shared.workers[self.index].will_resume();
         // The task's reference moves into `running` for the run (the task
         // and `task_main` reach it there) and comes back after.
         *self.running.borrow_mut() = Some(task);
@@ -289,10 +322,17 @@ impl Worker {
         // SAFETY: as above.
         unsafe { (*self.thread).run_native() };
         let task = self.running.borrow_mut().take().expect("the task we ran");
+        self.shared.workers[self.index].suspended();
         signal::set_task(core::ptr::null());
         let h = task.header();
+        if self.why.get() != Why::Finished {
+            self.note_suspended(&task);
+        }
         match self.why.get() {
-            Why::Yield => self.ready.borrow_mut().push_back(task),
+            Why::Yield => {
+                self.prefer_new.set(true);
+                self.ready.borrow_mut().push_back(task);
+            }
             Why::Park => {
                 if h.state
                     .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
@@ -306,11 +346,13 @@ impl Worker {
             Why::Finished => {
                 // SAFETY: as in `prepare`; the task has switched out for good.
                 let ctx = unsafe { &mut *h.ctx.get() };
+                let mut counted = 0;
                 if let Some(mut chain) = ctx.chain.take() {
                     chain.release_all();
+                    counted = chain.take_first_counted();
                 }
                 if let Some(slot) = ctx.slot.take() {
-                    self.put_slot(slot);
+                    self.slots.borrow_mut().push((slot, counted));
                 }
             }
         }
@@ -335,7 +377,8 @@ impl Worker {
                 }
             };
             let (lo, top) = (slot.usable_lo(), slot.top());
-            ctx.chain = Some(Chain::new(lo, top, Some(self.shared.config.max_stack)));
+            let max = Some(self.shared.config.max_stack);
+            ctx.chain = Some(Chain::new(lo, top, max, true));
             // SAFETY: the slot is ours and unused; its top is page aligned.
             ctx.sp = unsafe { arch::init_stack(top, task_main, self as *const Worker as usize) };
             ctx.slot = Some(slot);
@@ -363,20 +406,16 @@ impl Worker {
         unsafe { arch::suspend(save, self.sched_sp.as_ptr()) };
     }
 
+    /// A slot for a new task: the most recently freed one (its pages are
+    /// there; their share of the estimate moves to the task's chain when
+    /// the task is first suspended), or a new one.
     fn take_slot(&self, size: usize) -> std::io::Result<Slot> {
         match self.slots.borrow_mut().pop() {
-            Some(slot) => Ok(slot),
+            Some((slot, counted)) => {
+                stack::resident::sub(counted);
+                Ok(slot)
+            }
             None => stack::arena::alloc(size),
-        }
-    }
-
-    fn put_slot(&self, slot: Slot) {
-        let mut slots = self.slots.borrow_mut();
-        if slots.len() < SLOT_CACHE {
-            slots.push(slot);
-        } else {
-            slot.release_below(slot.top());
-            stack::arena::free(slot);
         }
     }
 
@@ -390,10 +429,9 @@ impl Worker {
         remote.drain_inbox(&mut rest);
         while remote.pop_fresh().is_some() {}
         drop(rest);
-        for slot in self.slots.borrow_mut().drain(..) {
-            slot.release_below(slot.top());
-            stack::arena::free(slot);
-        }
+        let slots = core::mem::take(&mut *self.slots.borrow_mut());
+        maintain::release_slots(slots);
+        self.grown.borrow_mut().clear();
     }
 }
 

@@ -1,0 +1,27 @@
+//! The estimate of resident stack memory behind `Stats::stack_resident_bytes`.
+//!
+//! Each stack owns its share: a segment counts its usable size while a
+//! chain holds it (it may not all be touched: an upper bound), a task's
+//! slot counts from its top down to the lowest stack pointer its worker
+//! saw when the task was suspended (all of it once the task grew past it),
+//! and a free slot in a worker's cache keeps the share it had. Releasing
+//! pages or returning a stack subtracts exactly what was counted. Native
+//! thread stacks are not counted. Sharded like `tasks_live`, since workers
+//! update it on every first run of a task.
+
+use crate::stats::Sharded;
+
+static RESIDENT: Sharded = Sharded::new();
+
+pub(crate) fn add(bytes: usize) {
+    RESIDENT.add(bytes as isize);
+}
+
+pub(crate) fn sub(bytes: usize) {
+    RESIDENT.add(-(bytes as isize));
+}
+
+/// The current estimate, in bytes.
+pub(crate) fn bytes() -> usize {
+    RESIDENT.sum()
+}
