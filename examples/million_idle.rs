@@ -8,7 +8,8 @@
 //! Each task waits on a channel. RSS per task is (RSS with the tasks parked
 //! minus RSS before) / tasks, read from /proc/self/status; it includes the
 //! task's stack page, its share of page tables, its heap cell and its
-//! JoinHandle. Then the tasks are released and joined.
+//! JoinHandle. Then the tasks are released and joined, and
+//! `growstack::shrink_now()` gives their stacks back.
 
 use std::time::Instant;
 

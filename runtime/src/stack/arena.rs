@@ -138,6 +138,46 @@ pub fn alloc(bytes: usize) -> io::Result<Slot> {
     Ok(Slot { base, class })
 }
 
+/// Takes up to `n` slots of at least `bytes` at once, under one lock: the
+/// most recently freed ones of the class, then new ones carved next to each
+/// other. A worker refills its cache this way, so the slots it frees later
+/// are neighbours that one `madvise` can release together.
+pub fn alloc_batch(bytes: usize, n: usize) -> io::Result<Vec<Slot>> {
+    let class = class_for(bytes);
+    if class > MAX_CLASS || n == 0 {
+        return alloc(bytes).map(|slot| vec![slot]);
+    }
+    let size = 1usize << class;
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = &mut pools[(class - MIN_CLASS) as usize];
+    let reused = pool.free.len().min(n);
+    let mut slots: Vec<Slot> = pool
+        .free
+        .drain(pool.free.len() - reused..)
+        .map(|base| Slot { base, class })
+        .collect();
+    let mut carved = Vec::new();
+    while slots.len() + carved.len() < n {
+        if pool.next - pool.floor < size {
+            if !carved.is_empty() || !slots.is_empty() {
+                break; // enough for now; the next refill reserves more
+            }
+            let len = size.max(RESERVATION);
+            let base = reserve(len, class)?;
+            pool.floor = base;
+            pool.next = base + len;
+        }
+        pool.next -= size;
+        carved.push(pool.next);
+    }
+    drop(pools);
+    for base in carved {
+        install_guard(base)?;
+        slots.push(Slot { base, class });
+    }
+    Ok(slots)
+}
+
 /// Returns a slot to its class's free list. Its resident pages stay as they
 /// are; the caller releases them first if it wants them gone.
 pub fn free(slot: Slot) {

@@ -34,6 +34,9 @@ use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
 use crate::{arch, guard, signal, stats};
 
+/// Slots a worker takes from the arena at a time when its cache is empty.
+const SLOT_BATCH: usize = 64;
+
 /// Every this many scheduling rounds the worker looks at new tasks before
 /// woken ones, so tasks that yield in a loop cannot starve them.
 const FAIRNESS_TICK: u32 = 61;
@@ -408,15 +411,18 @@ impl Worker {
 
     /// A slot for a new task: the most recently freed one (its pages are
     /// there; their share of the estimate moves to the task's chain when
-    /// the task is first suspended), or a new one.
+    /// the task is first suspended), or else one of a new batch.
     fn take_slot(&self, size: usize) -> std::io::Result<Slot> {
-        match self.slots.borrow_mut().pop() {
-            Some((slot, counted)) => {
-                stack::resident::sub(counted);
-                Ok(slot)
-            }
-            None => stack::arena::alloc(size),
+        let mut slots = self.slots.borrow_mut();
+        if slots.is_empty() {
+            // Highest address last: popped first, like carved stacks.
+            let mut batch = stack::arena::alloc_batch(size, SLOT_BATCH)?;
+            batch.sort_by_key(Slot::usable_lo);
+            slots.extend(batch.into_iter().map(|slot| (slot, 0)));
         }
+        let (slot, counted) = slots.pop().expect("refilled above");
+        stack::resident::sub(counted);
+        Ok(slot)
     }
 
     /// At shutdown: drops every queued task (a task that never ran drops
