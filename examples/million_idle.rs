@@ -60,8 +60,12 @@ fn main() {
     }
     let spawned = start.elapsed();
     let (rss, maps) = (rss_kib(), mappings());
-    let live = growstack::stats().tasks_live;
-    println!("{n} tasks parked ({live} live) after {spawned:.2?}");
+    let s = growstack::stats();
+    println!(
+        "{n} tasks parked ({} live) after {spawned:.2?}; stacks resident (estimate) {} MiB",
+        s.tasks_live,
+        s.stack_resident_bytes >> 20
+    );
     println!(
         "RSS: {} MiB more than before = {:.2} KiB per task",
         (rss - base_rss) / 1024,
@@ -76,7 +80,6 @@ fn main() {
     drop(go_tx);
     let released = handles
         .into_iter()
-        .filter(|_| true)
         .map(|h| h.join().unwrap())
         .filter(|&e| e)
         .count();
@@ -85,5 +88,17 @@ fn main() {
         "released and joined in {:.2?}; RSS now {} MiB above the baseline",
         start.elapsed(),
         rss_kib().saturating_sub(base_rss) / 1024
+    );
+    // The workers keep freed stacks (256 each by default) and release the
+    // rest in their maintenance passes; shrink_now runs one everywhere.
+    let start = Instant::now();
+    growstack::shrink_now();
+    let s = growstack::stats();
+    println!(
+        "shrink_now in {:.2?}; RSS now {} MiB above the baseline, of which stacks \
+         (growstack's estimate) {} MiB; the rest is heap the allocator keeps",
+        start.elapsed(),
+        rss_kib().saturating_sub(base_rss) / 1024,
+        s.stack_resident_bytes >> 20
     );
 }
