@@ -136,5 +136,7 @@ fn main() {
         stats.growths,
         stats.segments_allocated
     );
+    println!("where the stack grew (growstack::profile_report):");
+    print!("{}", growstack::profile_report());
     assert_eq!(value, depth + 1);
 }
