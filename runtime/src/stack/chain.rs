@@ -207,6 +207,7 @@ impl Chain {
         }
         if cached.is_none() {
             let slot = arena::alloc(size).map_err(Refusal::Memory)?;
+            slot.prefer_huge_pages();
             stats::SEGMENTS_ALLOCATED.fetch_add(1, Relaxed);
             // Counted as resident in full while we hold it: an estimate.
             let counted = slot.top() - slot.usable_lo();
