@@ -1,7 +1,7 @@
 //! Process-wide counters behind [`stats`].
 
-use core::cell::Cell;
-use core::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicIsize, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 pub(crate) static GROWTHS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SEGMENTS_ALLOCATED: AtomicU64 = AtomicU64::new(0);
@@ -10,61 +10,92 @@ pub(crate) static PEAK_STACK: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SHRINKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// A counter in shards, so that threads updating it often (workers
-/// spawning and finishing tasks) do not fight over one cache line: a thread
-/// adds to its own shard, and the sum is the value.
-pub(crate) struct Sharded([Shard; SHARDS]);
+/// Counters that threads update all the time (a worker counts every task it
+/// spawns and finishes): each thread owns a cell of its own and updates it
+/// with a plain load and store, since it is the only writer; the value is
+/// the sum over all cells. A read-modify-write on a shared counter costs
+/// several nanoseconds per task even uncontended, and bounces between cores
+/// when it is contended. A thread's cell goes back to a free list when the
+/// thread exits and the next new thread carries on in it, so the sum stays
+/// right and cells do not pile up.
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    TasksLive,
+    StackResident,
+}
 
-#[repr(align(128))]
-struct Shard(AtomicIsize);
+#[derive(Default)]
+struct Cells([AtomicIsize; 2]);
 
-const SHARDS: usize = 16;
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+impl Cells {
+    fn get(&self, c: Counter) -> &AtomicIsize {
+        &self.0[c as usize]
+    }
+}
+
+static ALL_CELLS: Mutex<Vec<&'static Cells>> = Mutex::new(Vec::new());
+static FREE_CELLS: Mutex<Vec<&'static Cells>> = Mutex::new(Vec::new());
+/// For threads whose cell is gone (counting from another thread-local's
+/// destructor): shared, so updated with read-modify-writes.
+static SHARED_CELLS: Cells = Cells([AtomicIsize::new(0), AtomicIsize::new(0)]);
+
+/// A thread's cell while it lives.
+struct Owned(&'static Cells);
+
+impl Owned {
+    fn take() -> Owned {
+        let reused = FREE_CELLS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        Owned(reused.unwrap_or_else(|| {
+            let cells: &'static Cells = Box::leak(Box::default());
+            ALL_CELLS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(cells);
+            cells
+        }))
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        FREE_CELLS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.0);
+    }
+}
 
 thread_local! {
-    static MY_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static MY_CELLS: Owned = Owned::take();
 }
 
-fn my_shard() -> usize {
-    MY_SHARD
-        .try_with(|s| {
-            if s.get() == usize::MAX {
-                s.set(NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS);
-            }
-            s.get()
-        })
-        .unwrap_or(0)
-}
-
-impl Sharded {
-    pub(crate) const fn new() -> Sharded {
-        Sharded([const { Shard(AtomicIsize::new(0)) }; SHARDS])
-    }
-
-    pub(crate) fn add(&self, delta: isize) {
-        self.0[my_shard()].0.fetch_add(delta, Relaxed);
-    }
-
-    /// The sum, never below zero.
-    pub(crate) fn sum(&self) -> usize {
-        self.0
-            .iter()
-            .map(|s| s.0.load(Relaxed))
-            .sum::<isize>()
-            .max(0) as usize
+/// Adds `delta` to a per-thread counter.
+pub(crate) fn add(c: Counter, delta: isize) {
+    let done = MY_CELLS.try_with(|owned| {
+        let cell = owned.0.get(c);
+        // The only writer of this cell (see `Counter`).
+        cell.store(cell.load(Relaxed) + delta, Relaxed);
+    });
+    if done.is_err() {
+        SHARED_CELLS.get(c).fetch_add(delta, Relaxed);
     }
 }
 
-static TASKS_LIVE: Sharded = Sharded::new();
+/// The value of a per-thread counter, never below zero.
+pub(crate) fn sum(c: Counter) -> usize {
+    let all = ALL_CELLS.lock().unwrap_or_else(|e| e.into_inner());
+    let total: isize = all.iter().map(|cells| cells.get(c).load(Relaxed)).sum();
+    (total + SHARED_CELLS.get(c).load(Relaxed)).max(0) as usize
+}
 
 /// Counts a task in `tasks_live` (at spawn).
 pub(crate) fn task_started() {
-    TASKS_LIVE.add(1);
+    add(Counter::TasksLive, 1);
 }
 
 /// Counts a task out of `tasks_live` (finished, or dropped unfinished).
 pub(crate) fn task_ended() {
-    TASKS_LIVE.add(-1);
+    add(Counter::TasksLive, -1);
 }
 
 /// A snapshot of growstack's process-wide counters, from [`stats`].
@@ -114,7 +145,7 @@ pub fn stats() -> Stats {
         segments_allocated: SEGMENTS_ALLOCATED.load(Relaxed),
         segments_live: SEGMENTS_LIVE.load(Relaxed),
         peak_stack_bytes: PEAK_STACK.load(Relaxed),
-        tasks_live: TASKS_LIVE.sum(),
+        tasks_live: sum(Counter::TasksLive),
         shrinks: SHRINKS.load(Relaxed),
         preemptions: PREEMPTIONS.load(Relaxed),
         stack_resident_bytes: crate::stack::resident::bytes(),

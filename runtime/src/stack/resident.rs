@@ -6,22 +6,20 @@
 //! saw when the task was suspended (all of it once the task grew past it),
 //! and a free slot in a worker's cache keeps the share it had. Releasing
 //! pages or returning a stack subtracts exactly what was counted. Native
-//! thread stacks are not counted. Sharded like `tasks_live`, since workers
-//! update it on every first run of a task.
+//! thread stacks are not counted. A per-thread counter like `tasks_live`,
+//! since workers update it on every first run of a task.
 
-use crate::stats::Sharded;
-
-static RESIDENT: Sharded = Sharded::new();
+use crate::stats::{self, Counter};
 
 pub(crate) fn add(bytes: usize) {
-    RESIDENT.add(bytes as isize);
+    stats::add(Counter::StackResident, bytes as isize);
 }
 
 pub(crate) fn sub(bytes: usize) {
-    RESIDENT.add(-(bytes as isize));
+    stats::add(Counter::StackResident, -(bytes as isize));
 }
 
 /// The current estimate, in bytes.
 pub(crate) fn bytes() -> usize {
-    RESIDENT.sum()
+    stats::sum(Counter::StackResident)
 }

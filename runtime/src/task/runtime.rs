@@ -178,9 +178,10 @@ impl Remote {
         into.extend(state.inbox.drain(..));
     }
 
-    fn push_fresh(&self, task: TaskRef) {
+    /// Makes new tasks of this worker stealable (oldest first).
+    pub(crate) fn share_fresh(&self, tasks: impl Iterator<Item = TaskRef>) {
         let mut fresh = lock(&self.fresh);
-        fresh.push_back(task);
+        fresh.extend(tasks);
         self.fresh_len.store(fresh.len(), Ordering::Relaxed);
     }
 
@@ -239,9 +240,17 @@ impl Shard {
     }
 
     fn next_id(&self) -> u64 {
-        let stride = self.shared.workers.len() as u64 + 1;
-        self.next_seq.fetch_add(1, Ordering::Relaxed) * stride + self.index + 1
+        task_id(
+            &self.shared,
+            self.index as usize,
+            self.next_seq.fetch_add(1, Ordering::Relaxed),
+        )
     }
+}
+
+/// The id of the `seq`-th task of shard `index` (see `Shard`).
+pub(crate) fn task_id(shared: &Shared, index: usize, seq: u64) -> u64 {
+    seq * (shared.workers.len() as u64 + 1) + index as u64 + 1
 }
 
 /// Creates a task and queues it: on the calling worker, if it belongs to
@@ -255,20 +264,14 @@ where
     let on_worker = worker::current().filter(|w| Arc::ptr_eq(&w.shard.shared, shared));
     let shard = on_worker.map_or(outside, |w| &w.shard);
     let info = TaskInfo {
-        id: shard.next_id(),
+        id: on_worker.map_or_else(|| shard.next_id(), |w| w.next_id()),
         name: name.map(String::into_boxed_str),
         stack_size: shared.config.stack_size,
     };
     let cell = TaskCell::new(Arc::clone(shard), info, f);
     let task: TaskRef = cell.clone();
     match on_worker {
-        Some(w) => {
-            shared.workers[w.index].push_fresh(task);
-            // The only worker is this one, and it is busy: nobody to wake.
-            if shared.workers.len() > 1 {
-                shared.notify_idle();
-            }
-        }
+        Some(w) => w.push_new(task),
         None => {
             let mut injector = lock(&shared.injector);
             injector.push_back(task);
@@ -307,8 +310,14 @@ impl Shared {
         task
     }
 
+    /// Whether some worker is idle (about to sleep, or asleep): then a busy
+    /// worker shares its new tasks. A plain load, checked often.
+    pub(crate) fn someone_idle(&self) -> bool {
+        self.sleepers.load(Ordering::Relaxed) > 0
+    }
+
     /// After work was added: wakes one sleeping worker, if any.
-    fn notify_idle(&self) {
+    pub(crate) fn notify_idle(&self) {
         core::sync::atomic::fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             self.workers.iter().any(Remote::kick);

@@ -7,9 +7,13 @@
 //!   woken on this worker or yielded;
 //! - the inbox (`Remote::inbox`, locked): tasks pinned to this worker that
 //!   another thread woke;
-//! - `fresh` (locked, stealable): tasks spawned here that never ran; the
+//! - `new` (thread-local, no lock): tasks spawned here that never ran; the
 //!   owner takes the newest (depth first, so a tree of tasks stays narrow
-//!   and reuses hot stacks), thieves the oldest;
+//!   and reuses hot stacks);
+//! - `fresh` (locked, stealable): new tasks the owner shared because some
+//!   worker was idle (it moves the older half of `new` there and wakes
+//!   one); thieves take the oldest. A busy runtime thus spawns and runs
+//!   tasks without taking a lock;
 //! - the runtime's injector (locked): tasks spawned from outside.
 //!
 //! A task runs only on the worker that first ran it, so thread-locals and
@@ -56,6 +60,10 @@ pub(crate) struct Worker {
     shared: Arc<Shared>,
     thread: *mut ThreadStack,
     ready: RefCell<VecDeque<TaskRef>>,
+    /// Tasks spawned here that never ran, newest last (module docs).
+    new: RefCell<Vec<TaskRef>>,
+    /// Ids of the tasks this worker spawns (`runtime::task_id`).
+    next_seq: Cell<u64>,
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
     timer_seq: Cell<u64>,
     /// Free slots with their pages (and their share of the resident
@@ -219,6 +227,8 @@ impl Worker {
             shard,
             thread,
             ready: RefCell::new(VecDeque::new()),
+            new: RefCell::new(Vec::new()),
+            next_seq: Cell::new(0),
             timers: RefCell::new(BinaryHeap::new()),
             timer_seq: Cell::new(0),
             slots: RefCell::new(Vec::new()),
@@ -250,6 +260,7 @@ impl Worker {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         self.maybe_maintain(tick);
+        self.share_if_idle();
         if (self.prefer_new.take() || tick.is_multiple_of(FAIRNESS_TICK))
             && let Some(task) = self.take_new()
         {
@@ -266,9 +277,40 @@ impl Worker {
 
     /// A task that never ran: the newest of ours, or one from the injector.
     fn take_new(&self) -> Option<TaskRef> {
-        self.shared.workers[self.index]
-            .pop_fresh()
+        let newest = self.new.borrow_mut().pop();
+        newest
+            .or_else(|| self.shared.workers[self.index].pop_fresh())
             .or_else(|| self.shared.pop_injected())
+    }
+
+    /// The id for the next task spawned here.
+    pub(crate) fn next_id(&self) -> u64 {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        super::runtime::task_id(&self.shared, self.index, seq)
+    }
+
+    /// Queues a task spawned on this worker (module docs).
+    pub(crate) fn push_new(&self, task: TaskRef) {
+        self.new.borrow_mut().push(task);
+        self.share_if_idle();
+    }
+
+    /// If another worker is idle, moves the older half of our new tasks
+    /// where it can steal them, and wakes it.
+    fn share_if_idle(&self) {
+        if self.shared.workers.len() < 2 || !self.shared.someone_idle() {
+            return;
+        }
+        let mut new = self.new.borrow_mut();
+        if new.is_empty() {
+            return;
+        }
+        let older = new.len().div_ceil(2);
+        let shared: Vec<TaskRef> = new.drain(..older).collect();
+        drop(new);
+        self.shared.workers[self.index].share_fresh(shared.into_iter());
+        self.shared.notify_idle();
     }
 
     /// The oldest new task of another worker.
@@ -429,6 +471,7 @@ impl Worker {
     /// its closure; one that ran keeps its stack, see `Context`).
     fn drain(&self) {
         self.ready.borrow_mut().clear();
+        self.new.borrow_mut().clear();
         self.timers.borrow_mut().clear();
         let remote = &self.shared.workers[self.index];
         let mut rest = VecDeque::new();
