@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::CountDrop;
 use growstack::Runtime;
+
+mod common;
 use growstack::chan::{self, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 
 fn runtime() -> Runtime {
@@ -170,19 +173,12 @@ fn recv_timeout_times_out_in_tasks_and_threads_and_delivers_otherwise() {
     );
 }
 
-struct Counted(Arc<AtomicUsize>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn messages_left_in_a_dropped_channel_are_dropped() {
     let drops = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = chan::unbounded();
     for _ in 0..5 {
-        tx.send(Counted(drops.clone())).unwrap();
+        tx.send(CountDrop(drops.clone())).unwrap();
     }
     drop(rx.try_recv().unwrap());
     assert_eq!(drops.load(Ordering::SeqCst), 1);

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::CountDrop;
 use growstack::{Runtime, chan};
+
+mod common;
 
 fn runtime(workers: usize) -> Runtime {
     Runtime::builder().workers(workers).build().unwrap()
@@ -18,13 +21,6 @@ fn join_returns_each_tasks_value() {
     let handles: Vec<_> = (0..1000u64).map(|i| rt.spawn(move || i * 3)).collect();
     let values: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(values, (0..1000u64).map(|i| i * 3).collect::<Vec<_>>());
-}
-
-struct CountDrop(Arc<AtomicUsize>);
-impl Drop for CountDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 #[test]

@@ -130,19 +130,15 @@ impl Remote {
         }
     }
 
-    /// Asks the worker for a `shrink_now` pass; false if it has exited.
-    fn request_shrink(&self, done: Sender<()>) -> bool {
-        let mut state = lock(&self.state);
-        if state.exited {
-            return false;
-        }
-        state.shrink_requests.push(done);
-        self.has_shrink.store(true, Ordering::Release);
-        if state.idle {
-            state.kicked = true;
-            self.wakeup.notify_one();
-        }
-        true
+    /// Asks the worker for a `shrink_now` pass.
+    fn request_shrink(&self, done: Sender<()>) {
+        self.deliver(|state| {
+            // An exited worker answers by dropping `done`.
+            if !state.exited {
+                state.shrink_requests.push(done);
+                self.has_shrink.store(true, Ordering::Release);
+            }
+        });
     }
 
     pub(crate) fn has_shrink_request(&self) -> bool {
@@ -163,9 +159,16 @@ impl Remote {
 
     /// Queues a task pinned to this worker, from another thread.
     pub(crate) fn push_remote(&self, task: TaskRef) {
+        self.deliver(|state| {
+            state.inbox.push(task);
+            self.has_inbox.store(true, Ordering::Release);
+        });
+    }
+
+    /// Changes the worker's state under its lock, then wakes it if it sleeps.
+    fn deliver(&self, f: impl FnOnce(&mut RemoteState)) {
         let mut state = lock(&self.state);
-        state.inbox.push(task);
-        self.has_inbox.store(true, Ordering::Release);
+        f(&mut state);
         if state.idle {
             state.kicked = true;
             self.wakeup.notify_one();
