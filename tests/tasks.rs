@@ -230,3 +230,65 @@ fn the_test_attribute_runs_the_body_as_a_task() {
     let h = growstack::spawn(|| 5);
     assert_eq!(h.join().unwrap(), 5);
 }
+
+/// Records where it was dropped: in a task or not.
+struct WhereDropped(chan::Sender<bool>);
+impl Drop for WhereDropped {
+    fn drop(&mut self) {
+        let in_task = growstack::task::current_id().is_some();
+        let _ = self.0.send(in_task);
+    }
+}
+
+#[test]
+fn a_detached_tasks_result_is_dropped_once_by_the_task_itself() {
+    let rt = runtime(1);
+    // The handle goes before the task finishes: the task drops its result.
+    let (dropped_tx, dropped_rx) = chan::unbounded();
+    let (go_tx, go_rx) = chan::bounded::<()>(1);
+    let h = rt.spawn(move || {
+        go_rx.recv().unwrap();
+        WhereDropped(dropped_tx)
+    });
+    drop(h);
+    go_tx.send(()).unwrap();
+    assert_eq!(dropped_rx.recv(), Ok(true));
+    assert!(dropped_rx.recv_timeout(Duration::from_millis(50)).is_err());
+
+    // The handle goes after it finished: the result drops with the handle.
+    let (dropped_tx, dropped_rx) = chan::unbounded();
+    let h = rt.spawn(move || WhereDropped(dropped_tx));
+    while !h.is_finished() {
+        std::thread::yield_now();
+    }
+    drop(h);
+    assert_eq!(dropped_rx.recv(), Ok(false));
+    assert!(dropped_rx.recv_timeout(Duration::from_millis(50)).is_err());
+}
+
+#[test]
+fn shrink_now_from_destructors_in_a_task_and_at_shutdown_returns() {
+    struct ShrinkOnDrop;
+    impl Drop for ShrinkOnDrop {
+        fn drop(&mut self) {
+            growstack::shrink_now();
+        }
+    }
+    let rt = runtime(1);
+    // In a task: the task parks while its (only) worker runs the pass.
+    let (block_tx, block_rx) = chan::bounded::<()>(1);
+    let blocker = rt.spawn(move || block_rx.recv().is_err());
+    let payload = ShrinkOnDrop;
+    let h = rt.spawn(move || drop(payload));
+    drop(block_tx);
+    assert!(blocker.join().unwrap());
+    h.join().unwrap();
+    // At shutdown: a closure that never ran is dropped by its exiting
+    // worker, whose own pass is then no longer asked for.
+    let rt2 = runtime(1);
+    let busy = rt2.spawn(|| std::thread::sleep(Duration::from_millis(50)));
+    let payload = ShrinkOnDrop;
+    let never = rt2.spawn(move || drop(payload));
+    drop((busy, never));
+    drop(rt2);
+}

@@ -30,7 +30,8 @@ pub(crate) use worker::preempt_point;
 
 /// An owned permission to join a task (wait for it and take its result).
 ///
-/// Dropping the handle detaches the task: it keeps running.
+/// Dropping the handle detaches the task: it keeps running, and drops its
+/// result itself when it finishes.
 pub struct JoinHandle<T> {
     task: Arc<dyn Joinable<T>>,
     /// `JoinHandle` is `Send + Sync` when `T: Send`, like std's.
@@ -60,11 +61,15 @@ impl<T> JoinHandle<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn join(self) -> std::thread::Result<T> {
-        let header = self.task.header();
-        // SAFETY: `self` is the task's only JoinHandle and join consumes it.
-        unsafe { header.wait() };
+        // Joined, not detached: our Drop must not run.
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the Arc moves
+        // out of it exactly once.
+        let task = unsafe { core::ptr::read(&this.task) };
+        // SAFETY: this is the task's only JoinHandle and join consumes it.
+        unsafe { task.header().wait() };
         // SAFETY: `wait` returned, so the task is done; taken once.
-        unsafe { self.task.take() }
+        unsafe { task.take() }
     }
 
     /// Whether the task has finished (join would not block).
@@ -75,6 +80,12 @@ impl<T> JoinHandle<T> {
     /// The task's id, unique within its runtime.
     pub fn id(&self) -> u64 {
         self.task.header().info.id
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        self.task.detach();
     }
 }
 

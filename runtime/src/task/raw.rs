@@ -27,10 +27,14 @@ pub(crate) const RUNNING: u8 = 0;
 pub(crate) const NOTIFIED: u8 = 1;
 pub(crate) const PARKED: u8 = 2;
 
-/// Join states (`Header::join`).
+/// Join states (`Header::join`). `DETACHED`: the `JoinHandle` was dropped
+/// without joining, so the task drops its outcome itself, on its own stack
+/// (a result's destructor never runs on the worker's scheduler, where a
+/// blocking call would block the whole worker).
 const JOIN_PENDING: u8 = 0;
 const JOIN_WAITING: u8 = 1;
 const JOIN_DONE: u8 = 2;
+const JOIN_DETACHED: u8 = 3;
 
 /// `Header::worker` of a task that has not run yet.
 pub(crate) const NO_WORKER: usize = usize::MAX;
@@ -107,21 +111,42 @@ impl Header {
         }
     }
 
-    /// Publishes the stage (written just before) and wakes the joiner. The
-    /// task no longer counts as live from here on.
-    fn complete(&self) {
+    /// The task has run: it no longer counts as live.
+    fn mark_finished(&self) {
         // SAFETY: called by the worker running the task (run or fail), the
         // only one touching its context.
         unsafe { (*self.ctx.get()).finished = true };
         stats::task_ended();
-        if self.join.swap(JOIN_DONE, Ordering::AcqRel) == JOIN_WAITING {
-            // SAFETY: the joiner wrote `joiner` before setting JOIN_WAITING
-            // (release), which our swap acquired; it never touches it again.
-            let joiner = unsafe { (*self.joiner.get()).take() };
-            if let Some(w) = joiner {
-                w.wake();
+    }
+
+    fn is_detached(&self) -> bool {
+        self.join.load(Ordering::Acquire) == JOIN_DETACHED
+    }
+
+    /// Publishes the stage (written just before) and wakes the joiner.
+    /// False if the handle was dropped meanwhile: nobody will take the
+    /// outcome, and the caller drops it.
+    fn complete(&self) -> bool {
+        match self.join.swap(JOIN_DONE, Ordering::AcqRel) {
+            JOIN_WAITING => {
+                // SAFETY: the joiner wrote `joiner` before setting
+                // JOIN_WAITING (release), which our swap acquired; it never
+                // touches it again.
+                let joiner = unsafe { (*self.joiner.get()).take() };
+                if let Some(w) = joiner {
+                    w.wake();
+                }
+                true
             }
+            JOIN_DETACHED => false,
+            _ => true,
         }
+    }
+
+    /// The handle is dropped without joining. True if the task had already
+    /// completed: then the caller takes the outcome and drops it.
+    fn detach(&self) -> bool {
+        self.join.swap(JOIN_DETACHED, Ordering::AcqRel) == JOIN_DONE
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -184,6 +209,9 @@ pub(crate) trait Joinable<T>: Send + Sync {
     ///
     /// Only after `Header::is_done`, once.
     unsafe fn take(&self) -> std::thread::Result<T>;
+    /// The handle is dropped without joining: the outcome is dropped by the
+    /// task when it completes, or here if it already has.
+    fn detach(&self);
 }
 
 pub(crate) type TaskRef = Arc<dyn Task>;
@@ -219,10 +247,34 @@ where
     }
 
     fn finish(&self, outcome: std::thread::Result<T>) {
+        self.header.mark_finished();
+        if self.header.is_detached() {
+            // Nobody will join: drop it here, in the task.
+            drop(outcome);
+            return;
+        }
         // SAFETY: the worker running the task is the only one touching the
         // stage until `complete` publishes it.
         unsafe { *self.stage.get() = Stage::Done(outcome) };
-        self.header.complete();
+        if !self.header.complete() {
+            // Detached meanwhile (the handle saw us pending): still ours.
+            // SAFETY: the handle will not touch the stage (it saw the task
+            // pending), so it is still ours alone.
+            drop(unsafe { self.take_done() });
+        }
+    }
+
+    /// Takes the outcome out of the stage.
+    ///
+    /// # Safety
+    ///
+    /// The caller alone has access to the stage, and it is `Done`.
+    unsafe fn take_done(&self) -> std::thread::Result<T> {
+        // SAFETY: by the contract.
+        match core::mem::replace(unsafe { &mut *self.stage.get() }, Stage::Taken) {
+            Stage::Done(outcome) => outcome,
+            _ => unreachable!("growstack: outcome taken before completion"),
+        }
     }
 }
 
@@ -263,9 +315,14 @@ where
     unsafe fn take(&self) -> std::thread::Result<T> {
         // SAFETY: after JOIN_DONE (acquired by the caller) nobody else
         // touches the stage.
-        match core::mem::replace(unsafe { &mut *self.stage.get() }, Stage::Taken) {
-            Stage::Done(outcome) => outcome,
-            _ => unreachable!("growstack: join before completion"),
+        unsafe { self.take_done() }
+    }
+
+    fn detach(&self) {
+        if self.header.detach() {
+            // SAFETY: the task completed (our swap acquired JOIN_DONE) and,
+            // having seen the handle alive, left the outcome to it.
+            drop(unsafe { self.take_done() });
         }
     }
 }

@@ -690,11 +690,20 @@ pub fn shrink_now() {
         shrunk += chain.shrink(crate::arch::stack_pointer(), Pass::Now);
     }
     crate::stats::SHRINKS.fetch_add(shrunk.actions, Ordering::Relaxed);
+    // On a worker's scheduler (no task running: a destructor it runs), its
+    // own pass runs here; a task waits for its worker like anyone else.
+    let here = worker::current().filter(|_| worker::current_task().is_none());
+    let mine = here.map(|w| {
+        w.shrink_here();
+        core::ptr::from_ref(&w.shared().workers[w.index])
+    });
     let runtimes: Vec<Arc<Shared>> = lock(&RUNTIMES).iter().filter_map(Weak::upgrade).collect();
     let (done_tx, done_rx) = chan::unbounded();
     for shared in &runtimes {
         for w in shared.workers.iter() {
-            w.request_shrink(done_tx.clone());
+            if mine != Some(core::ptr::from_ref(w)) {
+                w.request_shrink(done_tx.clone());
+            }
         }
     }
     drop(done_tx);

@@ -69,6 +69,13 @@ impl Worker {
         }
     }
 
+    /// A `shrink_now` pass run by the worker's own thread, from its
+    /// scheduler (a destructor it runs called `shrink_now`): asking itself
+    /// and waiting would never end.
+    pub(crate) fn shrink_here(&self) {
+        self.pass(Pass::Now);
+    }
+
     /// One pass (module docs).
     fn pass(&self, pass: Pass) -> Shrunk {
         self.last_pass.set(std::time::Instant::now());

@@ -283,6 +283,10 @@ impl Worker {
             .or_else(|| self.shared.pop_injected())
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The id for the next task spawned here.
     pub(crate) fn next_id(&self) -> u64 {
         let seq = self.next_seq.get();
@@ -468,19 +472,23 @@ impl Worker {
     }
 
     /// At shutdown: drops every queued task (a task that never ran drops
-    /// its closure; one that ran keeps its stack, see `Context`).
+    /// its closure; one that ran keeps its stack, see `Context`). No borrow
+    /// is held while they drop: their destructors are user code.
     fn drain(&self) {
-        self.ready.borrow_mut().clear();
-        self.new.borrow_mut().clear();
-        self.timers.borrow_mut().clear();
+        let ready = core::mem::take(&mut *self.ready.borrow_mut());
+        let new = core::mem::take(&mut *self.new.borrow_mut());
+        let timers = core::mem::take(&mut *self.timers.borrow_mut());
+        let grown = core::mem::take(&mut *self.grown.borrow_mut());
+        drop((ready, new, timers, grown));
         let remote = &self.shared.workers[self.index];
-        let mut rest = VecDeque::new();
-        remote.drain_inbox(&mut rest);
-        while remote.pop_fresh().is_some() {}
-        drop(rest);
+        let mut inbox = VecDeque::new();
+        remote.drain_inbox(&mut inbox);
+        drop(inbox);
+        while let Some(task) = remote.pop_fresh() {
+            drop(task);
+        }
         let slots = core::mem::take(&mut *self.slots.borrow_mut());
         maintain::release_slots(slots);
-        self.grown.borrow_mut().clear();
     }
 }
 
