@@ -14,9 +14,8 @@
 //! Shrinking never moves a frame. It returns cached segments (all of them
 //! on demand; in periodic passes only those not entered since the previous
 //! pass, so a call sitting on a boundary in a loop keeps its segment), and
-//! releases the pages of the stack the context is parked on that lie below
-//! its stack pointer, when it uses less than a quarter of what it has
-//! resident.
+//! releases the lower half of the pages the stack it is parked on has
+//! resident, when it uses less than a quarter of its resident stack.
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -276,10 +275,10 @@ impl Chain {
         shrunk
     }
 
-    /// Releases the pages of the running stack below `sp` (less a red
-    /// zone) if the context uses less than a quarter of the stack it has
-    /// resident (Go halves a stack at a quarter; we keep a red zone's worth
-    /// below `sp`, at least half of what is left in use).
+    /// If the context uses less than a quarter of the stack it has
+    /// resident, releases the pages below half of what the running stack
+    /// has resident (Go halves a stack at a quarter), keeping at least a red
+    /// zone below `sp`. Repeated passes halve again until that floor.
     fn release_below(&mut self, sp: usize) -> Shrunk {
         let in_use = self.in_use;
         let (lo, hi, counted) = match self.depth {
@@ -298,13 +297,15 @@ impl Chain {
         let below_stacks = in_use - (hi - lo);
         let used = below_stacks + (hi - sp);
         let resident = below_stacks + *counted;
-        let below = sp.saturating_sub(RED_ZONE).saturating_sub(lo) & !(PAGE_SIZE - 1);
+        let keep = (*counted / 2).max(hi - sp + RED_ZONE);
+        let below = hi.saturating_sub(keep).saturating_sub(lo) & !(PAGE_SIZE - 1);
         let now = (*counted).min(hi - (lo + below));
         if below == 0 || now == *counted || used >= resident / 4 {
             return Shrunk::default();
         }
         // SAFETY: [lo, lo + below) lies in the running stack, at least a red
-        // zone below the context's stack pointer: no frame lives there.
+        // zone below the context's stack pointer (`keep`): no frame lives
+        // there.
         unsafe { libc::madvise(lo as *mut libc::c_void, below, libc::MADV_DONTNEED) };
         let bytes = *counted - now;
         *counted = now;

@@ -660,7 +660,8 @@ fn register(shared: &Arc<Shared>) {
 /// - Every worker of every runtime runs its maintenance pass at once: tasks
 ///   that grew and are not running return their cached segments, and those
 ///   that use less than a quarter of the stack they have resident release
-///   the pages below their stack pointer; free slots beyond
+///   the lower half of it (keeping a red zone below their stack pointer);
+///   free slots beyond
 ///   [`Builder::cached_stacks`] are released. Called from a task, the task
 ///   is parked while its worker does this, so its own stacks shrink too.
 ///
