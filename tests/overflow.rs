@@ -151,3 +151,74 @@ fn guard_hit_in_a_task_names_the_task_and_its_stack_size() {
         "{stderr}"
     );
 }
+
+struct Node {
+    next: Option<Box<Node>>,
+}
+
+#[growstack::growable]
+impl Drop for Node {
+    fn drop(&mut self) {
+        drop(self.next.take());
+    }
+}
+
+#[test]
+fn a_drop_chain_past_the_limit_panics_once_then_aborts_while_unwinding() {
+    const NAME: &str = "a_drop_chain_past_the_limit_panics_once_then_aborts_while_unwinding";
+    if std::env::var(CHILD).as_deref() == Ok(NAME) {
+        growstack::set_max_stack(4 << 20);
+        let mut list = Node { next: None };
+        for _ in 0..1_000_000 {
+            list = Node {
+                next: Some(Box::new(list)),
+            };
+        }
+        // The check of some Node::drop fails at the limit before its body
+        // took `next`, so unwinding from that panic drops the rest of the
+        // list and reaches the limit again.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(list)));
+        unreachable!("the second refusal aborts");
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, NAME)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without the abort, nested panics cascade for minutes: fail instead.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stderr_pipe, &mut bytes).unwrap();
+        bytes
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the child was still unwinding after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: reader.join().unwrap(),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
+    assert_eq!(stderr.matches("panicked at").count(), 1, "{stderr}");
+    assert!(stderr.contains("exceeds 4194304-byte limit"), "{stderr}");
+    assert!(
+        stderr.contains("reached again while unwinding from an earlier panic"),
+        "{stderr}"
+    );
+    // One message each, not a backtrace per nested panic.
+    assert!(stderr.len() < 4096, "{} bytes of stderr", stderr.len());
+}

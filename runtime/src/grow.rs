@@ -41,7 +41,10 @@ static MAX_STACK: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACK);
 /// A call that would grow a thread's stack past the limit panics, on the
 /// stack it was called on, with a message that contains
 /// `exceeds <limit>-byte limit`. The panic is an ordinary one:
-/// `catch_unwind` catches it and destructors run.
+/// `catch_unwind` catches it and destructors run. If one of those
+/// destructors needs to grow past the limit again (the rest of a deep drop
+/// chain), the process aborts with a message, as Rust does when a
+/// destructor panics during unwinding.
 ///
 /// ```
 /// # use growstack_runtime as growstack;
@@ -176,6 +179,9 @@ fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f:
         }
         Err(Some(refusal)) => {
             drop(call);
+            if std::thread::panicking() {
+                refused_while_unwinding(&refusal);
+            }
             panic!("{refusal}");
         }
     }
@@ -184,6 +190,23 @@ fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f:
         Call::Panicked(payload) => resume_unwind(payload),
         Call::Pending(_) | Call::Running => unreachable!("growstack: re-call did not run"),
     }
+}
+
+/// A growth refused while the thread unwinds from an earlier panic: a
+/// destructor needs more stack than the limit allows. Panicking again would
+/// be caught at the next segment boundary and re-raised there, so a deep
+/// drop chain (a `#[growable] impl Drop` whose check failed before its body
+/// could take the rest of the chain) would panic over and over, std printing
+/// a full backtrace for each nested panic. Like a panic that escapes a
+/// destructor during unwinding, this aborts, at once and with a message.
+#[cold]
+fn refused_while_unwinding(refusal: &Refusal) -> ! {
+    eprintln!(
+        "{refusal}\n\
+         growstack: the stack limit was reached again while unwinding from an earlier panic \
+         (a destructor needed more stack); aborting"
+    );
+    std::process::abort();
 }
 
 /// Runs on the chosen stack; never unwinds.
