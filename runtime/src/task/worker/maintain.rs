@@ -35,19 +35,26 @@ impl Worker {
             self.pass(Pass::Now);
             remote.answer_shrink_requests();
         }
-        if tick.is_multiple_of(CHECK_EVERY) && self.last_pass.get().elapsed() >= PASS_EVERY {
+        if tick.is_multiple_of(CHECK_EVERY)
+            && self.ran_since_pass.get()
+            && self.last_pass.get().elapsed() >= PASS_EVERY
+        {
             self.pass(Pass::Periodic);
         }
     }
 
-    /// Called before the worker sleeps.
+    /// Called before the worker sleeps. A periodic pass runs only if a task
+    /// ran since the previous one: two passes with nothing in between would
+    /// see a segment used just before the first as unused since the
+    /// previous pass, defeating the hysteresis.
     pub(super) fn maintain_idle(&self) {
         let remote = &self.shared.workers[self.index];
         if remote.has_shrink_request() {
             self.pass(Pass::Now);
             remote.answer_shrink_requests();
-        } else if !self.grown.borrow().is_empty()
-            || self.slots.borrow().len() > self.shared.config.cached_stacks
+        } else if self.ran_since_pass.get()
+            && (!self.grown.borrow().is_empty()
+                || self.slots.borrow().len() > self.shared.config.cached_stacks)
         {
             self.pass(Pass::Periodic);
         }
@@ -79,6 +86,7 @@ impl Worker {
     /// One pass (module docs).
     fn pass(&self, pass: Pass) -> Shrunk {
         self.last_pass.set(std::time::Instant::now());
+        self.ran_since_pass.set(false);
         let running = self
             .running
             .borrow()

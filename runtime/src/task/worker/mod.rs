@@ -74,6 +74,8 @@ pub(crate) struct Worker {
     grown: RefCell<Vec<TaskRef>>,
     /// When the last maintenance pass ran.
     last_pass: Cell<Instant>,
+    /// Whether a task ran since then (`maintain`).
+    ran_since_pass: Cell<bool>,
     /// The task running now; `None` while the scheduler runs.
     running: RefCell<Option<TaskRef>>,
     /// The scheduler's stack pointer while a task runs (the link of
@@ -234,6 +236,7 @@ impl Worker {
             slots: RefCell::new(Vec::new()),
             grown: RefCell::new(Vec::new()),
             last_pass: Cell::new(Instant::now()),
+            ran_since_pass: Cell::new(false),
             running: RefCell::new(None),
             sched_sp: Cell::new(0),
             why: Cell::new(Why::Yield),
@@ -357,6 +360,7 @@ impl Worker {
         };
         signal::set_task(&task.header().info);
         self.shared.workers[self.index].will_resume();
+        self.ran_since_pass.set(true);
         // The task's reference moves into `running` for the run (the task
         // and `task_main` reach it there) and comes back after.
         *self.running.borrow_mut() = Some(task);
