@@ -229,9 +229,11 @@ pub(crate) struct TaskCell<F, T> {
 }
 
 // SAFETY: the stage is accessed by one thread at a time: the worker that
-// runs the task until completion (F: Send moves it there), then the joiner
-// after JOIN_DONE (T: Send). The header's cells follow the protocols
-// documented on their fields.
+// runs the task until it completes (F: Send moves it there); then, decided
+// by one atomic swap each on `join` (T: Send), either the handle (joining,
+// or dropping it after JOIN_DONE) or, if the handle went first
+// (JOIN_DETACHED), the task itself. The header's cells follow the
+// protocols documented on their fields.
 unsafe impl<F: Send, T: Send> Sync for TaskCell<F, T> {}
 
 impl<F, T> TaskCell<F, T>
