@@ -1,5 +1,6 @@
-//! Compile errors of `#[growable]` and `#[nosplit]`, each pointing at the
-//! culprit (tests/ui/*.rs with the expected .stderr next to it).
+//! Compile errors of `#[growable]`, `#[nosplit]`, `#[growstack::main]` and
+//! `#[growstack::test]`, each pointing at the culprit (tests/ui/*.rs with
+//! the expected .stderr next to it).
 
 #[test]
 fn ui() {

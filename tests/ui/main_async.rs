@@ -1,0 +1,2 @@
+#[growstack::main]
+async fn main() {}

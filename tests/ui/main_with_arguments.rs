@@ -1,0 +1,4 @@
+#[growstack::main]
+fn main(args: Vec<String>) {
+    let _ = args;
+}

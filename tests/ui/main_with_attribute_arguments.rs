@@ -1,0 +1,2 @@
+#[growstack::main(workers = 2)]
+fn main() {}

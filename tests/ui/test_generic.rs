@@ -1,0 +1,6 @@
+#[growstack::test]
+fn generic<T: Default>() {
+    let _ = T::default();
+}
+
+fn main() {}
