@@ -62,14 +62,11 @@ struct Segment {
 pub(crate) struct Shrunk {
     /// Segments returned plus stacks whose pages were released.
     pub(crate) actions: u64,
-    /// Bytes of (estimated) resident stack given back.
-    pub(crate) bytes: usize,
 }
 
 impl core::ops::AddAssign for Shrunk {
     fn add_assign(&mut self, other: Shrunk) {
         self.actions += other.actions;
-        self.bytes += other.bytes;
     }
 }
 
@@ -310,7 +307,7 @@ impl Chain {
         let bytes = *counted - now;
         *counted = now;
         resident::sub(bytes);
-        Shrunk { actions: 1, bytes }
+        Shrunk { actions: 1 }
     }
 
     /// Returns every segment to the arena. The context must have no frame
@@ -339,10 +336,7 @@ fn give_back(segment: Segment) -> Shrunk {
     stats::SEGMENTS_LIVE.fetch_sub(1, Relaxed);
     resident::sub(segment.counted);
     release(segment.slot);
-    Shrunk {
-        actions: 1,
-        bytes: segment.counted,
-    }
+    Shrunk { actions: 1 }
 }
 
 /// Returns a segment to the arena with its pages released: nothing of this

@@ -148,7 +148,6 @@ pub(super) fn release_slots(mut slots: Vec<(Slot, usize)>) -> Shrunk {
             None => Some((lo, hi)),
         };
         stack::resident::sub(*counted);
-        shrunk.bytes += counted;
         shrunk.actions += 1;
     }
     if let Some((start, end)) = run {
