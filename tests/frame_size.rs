@@ -16,38 +16,32 @@ fn per_level(deltas: &[usize]) -> usize {
     deltas[0]
 }
 
-#[inline(never)]
-fn plain(n: u32, above: usize, arg: [u64; 4], out: &mut Vec<usize>) -> u64 {
-    let here = remaining_stack();
-    if above != 0 {
-        out.push(above - here);
-    }
-    let mut local = arg;
-    local[(n % 4) as usize] ^= u64::from(n);
-    black_box(&mut local);
-    if n == 0 {
-        local[0]
-    } else {
-        plain(n - 1, here, local, out).wrapping_add(local[1])
-    }
+/// Defines one recursive function, with the attributes given, that records
+/// its per-level stack use: the plain and the annotated one have the same
+/// body by construction.
+macro_rules! recorder {
+    ($(#[$attr:meta])* fn $name:ident) => {
+        $(#[$attr])*
+        #[inline(never)]
+        fn $name(n: u32, above: usize, arg: [u64; 4], out: &mut Vec<usize>) -> u64 {
+            let here = remaining_stack();
+            if above != 0 {
+                out.push(above - here);
+            }
+            let mut local = arg;
+            local[(n % 4) as usize] ^= u64::from(n);
+            black_box(&mut local);
+            if n == 0 {
+                local[0]
+            } else {
+                $name(n - 1, here, local, out).wrapping_add(local[1])
+            }
+        }
+    };
 }
 
-#[growstack::growable]
-#[inline(never)]
-fn annotated(n: u32, above: usize, arg: [u64; 4], out: &mut Vec<usize>) -> u64 {
-    let here = remaining_stack();
-    if above != 0 {
-        out.push(above - here);
-    }
-    let mut local = arg;
-    local[(n % 4) as usize] ^= u64::from(n);
-    black_box(&mut local);
-    if n == 0 {
-        local[0]
-    } else {
-        annotated(n - 1, here, local, out).wrapping_add(local[1])
-    }
-}
+recorder!(fn plain);
+recorder!(#[growstack::growable] fn annotated);
 
 const CHILD: &str = "GROWSTACK_FRAME_SIZE_CHILD";
 
