@@ -7,7 +7,7 @@
 //! 1. `morestack` (generic, on the caller's stack) keeps the closure and
 //!    a slot for its outcome in its own frame and enters the trampoline;
 //! 2. the trampoline switches to g0 and calls [`newstack`], which picks the
-//!    stack to continue on (`ThreadStack::grow`): right below the caller if
+//!    stack to continue on (`Chain::grow`): right below the caller if
 //!    the check failed only because the guard was poisoned, otherwise the
 //!    thread's next segment, cached or new;
 //! 3. the closure runs there under `catch_unwind`;
@@ -255,9 +255,11 @@ fn run_elsewhere(
         refusal: None,
     };
     // SAFETY: g0_top is the top of this thread's g0, which is idle: it is
-    // only used inside the trampoline, and trampolines of one thread never
-    // overlap on it (user code never runs on g0). newstack returns 0 or the
-    // top of free stack (ThreadStack::grow). `entry` is `trampoline`, which
+    // only used by newstack and lessstack, which never suspend, so the
+    // trampolines of one thread never overlap on it, even when several
+    // tasks of a worker are suspended mid-growth on their own segments
+    // (user code never runs on g0). newstack returns 0 or the top of free
+    // stack (Chain::grow). `entry` is `trampoline`, which
     // never unwinds, for the `Call` that `data` points to.
     unsafe { arch::morestack((&raw mut growth).cast::<SwitchRecord>()) };
     growth.refusal.map_or(Ok(()), |r| Err(Some(r)))
