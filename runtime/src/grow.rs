@@ -9,7 +9,7 @@
 //! 2. the trampoline switches to g0 and calls [`newstack`], which picks the
 //!    stack to continue on (`Chain::grow`): right below the caller if
 //!    the check failed only because the guard was poisoned, otherwise the
-//!    thread's next segment, cached or new;
+//!    running context's (thread's or task's) next segment, cached or new;
 //! 3. the closure runs there under `catch_unwind`;
 //! 4. the trampoline switches to g0 and calls [`lessstack`], which makes the
 //!    caller's stack the running one again; the segment stays cached;
