@@ -41,6 +41,64 @@ fn join_returns_the_panic_payload_and_the_task_drops_what_it_owned() {
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
 
+/// A result whose alignment is above what a worker's cell cache serves.
+#[repr(align(256))]
+struct Aligned(u64);
+
+#[test]
+fn task_cells_of_every_size_and_alignment_hold_their_values_and_drop_once() {
+    let rt = runtime(2);
+    let drops = Arc::new(AtomicUsize::new(0));
+    // Rounds of small, large (past the cached sizes) and over-aligned cells,
+    // joined from a task (cells freed on a worker, then reused) and from
+    // this thread (freed here).
+    for round in 0..4u64 {
+        let d = drops.clone();
+        let from_task = rt.block_on(move || {
+            let small: Vec<_> = (0..300u64)
+                .map(|i| {
+                    let c = CountDrop(d.clone());
+                    growstack::spawn(move || (i + round, c).0)
+                })
+                .collect();
+            let large: Vec<_> = (0..50u64)
+                .map(|i| {
+                    let pad = [i; 512];
+                    growstack::spawn(move || pad.iter().sum::<u64>())
+                })
+                .collect();
+            let aligned: Vec<_> = (0..50u64)
+                .map(|i| growstack::spawn(move || Aligned(i * round)))
+                .collect();
+            let small: u64 = small.into_iter().map(|h| h.join().unwrap()).sum();
+            let large: u64 = large.into_iter().map(|h| h.join().unwrap()).sum();
+            let aligned: Vec<u64> = aligned
+                .into_iter()
+                .map(|h| {
+                    let a = h.join().unwrap();
+                    assert_eq!(&a as *const Aligned as usize % 256, 0);
+                    a.0
+                })
+                .collect();
+            (small, large, aligned)
+        });
+        assert_eq!(from_task.0, (0..300).map(|i| i + round).sum::<u64>());
+        assert_eq!(from_task.1, (0..50u64).map(|i| i * 512).sum::<u64>());
+        assert_eq!(
+            from_task.2,
+            (0..50u64).map(|i| i * round).collect::<Vec<_>>()
+        );
+        let from_thread: u64 = (0..100u64)
+            .map(|i| rt.spawn(move || i + round))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(from_thread, (0..100).map(|i| i + round).sum::<u64>());
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 4 * 300);
+}
+
 #[test]
 fn block_on_returns_the_value_and_resumes_a_panic_on_the_caller() {
     let rt = runtime(2);

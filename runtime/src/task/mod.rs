@@ -11,13 +11,13 @@
 //! A task runs only on the worker thread that first ran it, so thread-locals
 //! and `!Send` values it holds across a blocking call stay on their thread.
 
+mod cells;
 mod park;
 pub(crate) mod probe;
 mod raw;
 pub(crate) mod runtime;
 mod worker;
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,21 +29,17 @@ pub use runtime::shrink_now;
 pub(crate) use worker::preempt_point;
 
 /// An owned permission to join a task (wait for it and take its result).
+/// Like std's, it is `Send` when `T` is.
 ///
 /// Dropping the handle detaches the task: it keeps running, and drops its
 /// result itself when it finishes.
 pub struct JoinHandle<T> {
-    task: Arc<dyn Joinable<T>>,
-    /// `JoinHandle` is `Send + Sync` when `T: Send`, like std's.
-    _marker: PhantomData<T>,
+    task: Joinable<T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Arc<dyn Joinable<T>>) -> Self {
-        JoinHandle {
-            task,
-            _marker: PhantomData,
-        }
+    pub(crate) fn new(task: Joinable<T>) -> Self {
+        JoinHandle { task }
     }
 
     /// Waits for the task to finish: `Ok` with its value, or `Err` with the
@@ -61,15 +57,7 @@ impl<T> JoinHandle<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn join(self) -> std::thread::Result<T> {
-        // Joined, not detached: our Drop must not run.
-        let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the Arc moves
-        // out of it exactly once.
-        let task = unsafe { core::ptr::read(&this.task) };
-        // SAFETY: this is the task's only JoinHandle and join consumes it.
-        unsafe { task.header().wait() };
-        // SAFETY: `wait` returned, so the task is done; taken once.
-        unsafe { task.take() }
+        self.task.join()
     }
 
     /// Whether the task has finished (join would not block).
@@ -80,12 +68,6 @@ impl<T> JoinHandle<T> {
     /// The task's id, unique within its runtime.
     pub fn id(&self) -> u64 {
         self.task.header().info.id
-    }
-}
-
-impl<T> Drop for JoinHandle<T> {
-    fn drop(&mut self) {
-        self.task.detach();
     }
 }
 

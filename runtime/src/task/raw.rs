@@ -1,19 +1,26 @@
-//! The task cell: one heap allocation per task holding its header (state,
-//! join protocol, execution context) and its stage (the closure, then the
-//! result).
+//! The task cell: one allocation per task holding its header (reference
+//! count, state, join protocol, execution context) and its stage (the
+//! closure, then the result).
 //!
-//! Ownership: the cell is an `Arc`. The scheduler holds one reference while
-//! the task is queued or running, the `JoinHandle` one, and every waker
-//! registered for it (a channel's wait list, a timer, a joiner) one. The
-//! execution context (`Context`) and the stage are touched only by the
-//! worker that runs the task, except that the joiner reads the stage after
-//! the join state says `DONE` (release/acquire).
+//! Ownership: a [`TaskRef`] is one counted reference. The scheduler holds
+//! one while the task is queued or running, the `JoinHandle` one, and every
+//! waker registered for it (a channel's wait list, a timer, a joiner) one.
+//! The cell is reference-counted by hand rather than an `Arc` so that its
+//! memory can come from its worker's cache (`cells`). The execution context
+//! (`Context`) and the stage are touched only by the worker that runs the
+//! task, except that the joiner reads the stage after the join state says
+//! `DONE` (release/acquire).
 
+use core::alloc::Layout;
 use core::any::Any;
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+
+use super::cells;
 
 use super::park::Waker;
 use super::runtime::Shard;
@@ -78,6 +85,10 @@ impl Drop for Context {
 }
 
 pub(crate) struct Header {
+    /// Counted references ([`TaskRef`]s) to the cell.
+    refs: AtomicUsize,
+    /// The operations that know the cell's closure and result types.
+    vtable: &'static Vtable,
     pub(crate) state: AtomicU8,
     join: AtomicU8,
     /// Written by the joiner before it sets `JOIN_WAITING`; taken by the
@@ -92,9 +103,11 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    fn new(shard: Arc<Shard>, info: TaskInfo) -> Header {
+    fn new(shard: Arc<Shard>, info: TaskInfo, vtable: &'static Vtable) -> Header {
         stats::task_started();
         Header {
+            refs: AtomicUsize::new(1),
+            vtable,
             state: AtomicU8::new(RUNNING),
             join: AtomicU8::new(JOIN_PENDING),
             joiner: UnsafeCell::new(None),
@@ -143,12 +156,6 @@ impl Header {
         }
     }
 
-    /// The handle is dropped without joining. True if the task had already
-    /// completed: then the caller takes the outcome and drops it.
-    fn detach(&self) -> bool {
-        self.join.swap(JOIN_DETACHED, Ordering::AcqRel) == JOIN_DONE
-    }
-
     pub(crate) fn is_done(&self) -> bool {
         self.join.load(Ordering::Acquire) == JOIN_DONE
     }
@@ -158,7 +165,7 @@ impl Header {
     /// # Safety
     ///
     /// Called by the one `JoinHandle` of the task, at most once.
-    pub(crate) unsafe fn wait(&self) {
+    unsafe fn wait(&self) {
         if self.is_done() {
             return;
         }
@@ -182,39 +189,22 @@ impl Header {
     }
 }
 
-/// A task as the scheduler sees it.
-pub(crate) trait Task: Send + Sync {
-    fn header(&self) -> &Header;
-    /// Runs the closure, stores its outcome and completes the join.
-    ///
-    /// # Safety
-    ///
-    /// Called once, by the worker running the task, on the task's stack.
-    unsafe fn run(&self);
+/// What a cell can do, for callers that do not know its types.
+struct Vtable {
+    /// Runs the closure, stores its outcome and completes the join. Called
+    /// once, by the worker running the task, on the task's stack.
+    run: unsafe fn(NonNull<Header>),
     /// Completes the task with a panic payload without running it (its
-    /// stack could not be allocated).
-    ///
-    /// # Safety
-    ///
-    /// As for `run`, instead of it.
-    unsafe fn fail(&self, payload: Box<dyn Any + Send>);
+    /// stack could not be allocated); instead of `run`.
+    fail: unsafe fn(NonNull<Header>, Box<dyn Any + Send>),
+    /// Moves the outcome into `out`, a `*mut std::thread::Result<T>`, once
+    /// the join state is `DONE`.
+    take: unsafe fn(NonNull<Header>, *mut ()),
+    /// Drops the outcome of a completed task nobody will join.
+    drop_outcome: unsafe fn(NonNull<Header>),
+    /// Drops the cell and frees its memory, after the last reference.
+    destroy: unsafe fn(NonNull<Header>),
 }
-
-/// A task as its `JoinHandle` sees it.
-pub(crate) trait Joinable<T>: Send + Sync {
-    fn header(&self) -> &Header;
-    /// Takes the outcome.
-    ///
-    /// # Safety
-    ///
-    /// Only after `Header::is_done`, once.
-    unsafe fn take(&self) -> std::thread::Result<T>;
-    /// The handle is dropped without joining: the outcome is dropped by the
-    /// task when it completes, or here if it already has.
-    fn detach(&self);
-}
-
-pub(crate) type TaskRef = Arc<dyn Task>;
 
 enum Stage<F, T> {
     Pending(F),
@@ -223,29 +213,74 @@ enum Stage<F, T> {
     Taken,
 }
 
-pub(crate) struct TaskCell<F, T> {
+/// The cell; `repr(C)` so that a pointer to it is a pointer to its header.
+#[repr(C)]
+struct TaskCell<F, T> {
     header: Header,
     stage: UnsafeCell<Stage<F, T>>,
 }
-
-// SAFETY: the stage is accessed by one thread at a time: the worker that
-// runs the task until it completes (F: Send moves it there); then, decided
-// by one atomic swap each on `join` (T: Send), either the handle (joining,
-// or dropping it after JOIN_DONE) or, if the handle went first
-// (JOIN_DETACHED), the task itself. The header's cells follow the
-// protocols documented on their fields.
-unsafe impl<F: Send, T: Send> Sync for TaskCell<F, T> {}
 
 impl<F, T> TaskCell<F, T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(shard: Arc<Shard>, info: TaskInfo, f: F) -> Arc<Self> {
-        Arc::new(TaskCell {
-            header: Header::new(shard, info),
-            stage: UnsafeCell::new(Stage::Pending(f)),
-        })
+    const VTABLE: Vtable = Vtable {
+        run: Self::run,
+        fail: Self::fail,
+        take: Self::take,
+        drop_outcome: Self::drop_outcome,
+        destroy: Self::destroy,
+    };
+
+    /// # Safety (of every function below taking a header)
+    ///
+    /// `ptr` points to the header of a live `TaskCell<F, T>`.
+    unsafe fn cell<'a>(ptr: NonNull<Header>) -> &'a Self {
+        // SAFETY: by the contract; the header is the cell's first field.
+        unsafe { ptr.cast::<Self>().as_ref() }
+    }
+
+    unsafe fn run(ptr: NonNull<Header>) {
+        // SAFETY: by the vtable contract, `ptr` is a live cell of ours.
+        let this = unsafe { Self::cell(ptr) };
+        // SAFETY: we are the one worker running the task: the stage is ours.
+        let stage = unsafe { &mut *this.stage.get() };
+        let Stage::Pending(f) = core::mem::replace(stage, Stage::Running) else {
+            unreachable!("growstack: task run twice");
+        };
+        this.finish(catch_unwind(AssertUnwindSafe(f)));
+    }
+
+    unsafe fn fail(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
+        // SAFETY: by the vtable contract, `ptr` is a live cell of ours.
+        let this = unsafe { Self::cell(ptr) };
+        // SAFETY: as in `run`; the closure is dropped here, unrun.
+        unsafe { *this.stage.get() = Stage::Running };
+        this.finish(Err(payload));
+    }
+
+    unsafe fn take(ptr: NonNull<Header>, out: *mut ()) {
+        // SAFETY: by the vtable contract, `ptr` is a live cell of ours.
+        let this = unsafe { Self::cell(ptr) };
+        // SAFETY: after JOIN_DONE (acquired by the caller) nobody else
+        // touches the stage; `out` has the type the handle knows.
+        unsafe { out.cast::<std::thread::Result<T>>().write(this.take_done()) };
+    }
+
+    unsafe fn drop_outcome(ptr: NonNull<Header>) {
+        // SAFETY: the caller alone has the stage, and it is `Done`.
+        drop(unsafe { Self::cell(ptr).take_done() });
+    }
+
+    unsafe fn destroy(ptr: NonNull<Header>) {
+        let cell = ptr.cast::<Self>();
+        // SAFETY: the last reference is gone: nobody else can reach the
+        // cell; it was allocated by `cells::allocate` with this layout.
+        unsafe {
+            cell.drop_in_place();
+            cells::deallocate(cell.cast(), Layout::new::<Self>());
+        }
     }
 
     fn finish(&self, outcome: std::thread::Result<T>) {
@@ -280,51 +315,136 @@ where
     }
 }
 
-impl<F, T> Task for TaskCell<F, T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    fn header(&self) -> &Header {
-        &self.header
-    }
+/// One counted reference to a task cell.
+pub(crate) struct TaskRef {
+    ptr: NonNull<Header>,
+}
 
-    unsafe fn run(&self) {
-        // SAFETY: by the contract, we are the one worker running the task.
-        let stage = unsafe { &mut *self.stage.get() };
-        let Stage::Pending(f) = core::mem::replace(stage, Stage::Running) else {
-            unreachable!("growstack: task run twice");
+// SAFETY: a cell is shared by the threads holding references to it: its
+// closure and result are `Send` (required by `new`) and are touched by one
+// thread at a time (the worker running the task until it completes; then,
+// decided by one atomic swap each on `join`, either the handle or, if the
+// handle went first (JOIN_DETACHED), the task itself); the header's cells
+// follow the protocols documented on their fields.
+unsafe impl Send for TaskRef {}
+// SAFETY: as for Send: every shared access goes through those protocols.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
+    /// A new task running `f`, and the handle's typed view of it.
+    pub(crate) fn new<F, T>(shard: Arc<Shard>, info: TaskInfo, f: F) -> (TaskRef, Joinable<T>)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let vtable = &TaskCell::<F, T>::VTABLE;
+        let cell = TaskCell {
+            header: Header::new(shard, info, vtable),
+            stage: UnsafeCell::new(Stage::Pending(f)),
         };
-        self.finish(catch_unwind(AssertUnwindSafe(f)));
+        let ptr = cells::allocate(Layout::new::<TaskCell<F, T>>()).cast::<TaskCell<F, T>>();
+        // SAFETY: fresh memory of the cell's layout.
+        unsafe { ptr.write(cell) };
+        let task = TaskRef { ptr: ptr.cast() };
+        let handle = Joinable {
+            task: task.clone(),
+            _result: PhantomData,
+        };
+        (task, handle)
     }
 
-    unsafe fn fail(&self, payload: Box<dyn Any + Send>) {
-        // SAFETY: as in `run`; the closure is dropped here, unrun.
-        unsafe { *self.stage.get() = Stage::Running };
-        self.finish(Err(payload));
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: our reference keeps the cell alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Runs the task's closure (see `Vtable::run`).
+    ///
+    /// # Safety
+    ///
+    /// Called once, by the worker running the task, on the task's stack.
+    pub(crate) unsafe fn run(&self) {
+        // SAFETY: by the contract; the vtable is the cell's own.
+        unsafe { (self.header().vtable.run)(self.ptr) }
+    }
+
+    /// Completes the task with a panic payload without running it.
+    ///
+    /// # Safety
+    ///
+    /// As for `run`, instead of it.
+    pub(crate) unsafe fn fail(&self, payload: Box<dyn Any + Send>) {
+        // SAFETY: by the contract.
+        unsafe { (self.header().vtable.fail)(self.ptr, payload) }
     }
 }
 
-impl<F, T> Joinable<T> for TaskCell<F, T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    fn header(&self) -> &Header {
-        &self.header
+impl Clone for TaskRef {
+    fn clone(&self) -> TaskRef {
+        // Relaxed, as in `Arc::clone`: a new reference is made from an
+        // existing one, which keeps the cell alive meanwhile.
+        let old = self.header().refs.fetch_add(1, Ordering::Relaxed);
+        if old > isize::MAX as usize {
+            // Leaked references wrapped the count: freeing would be unsound.
+            std::process::abort();
+        }
+        TaskRef { ptr: self.ptr }
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        // Release, then acquire before destroying, as in `Arc::drop`: every
+        // use through other references happens before the cell is freed.
+        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        core::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: that was the last reference.
+        unsafe { (self.header().vtable.destroy)(self.ptr) }
+    }
+}
+
+/// A task as its `JoinHandle` sees it: a reference that knows the result
+/// type.
+pub(crate) struct Joinable<T> {
+    task: TaskRef,
+    _result: PhantomData<T>,
+}
+
+impl<T> Joinable<T> {
+    pub(crate) fn header(&self) -> &Header {
+        self.task.header()
     }
 
-    unsafe fn take(&self) -> std::thread::Result<T> {
-        // SAFETY: after JOIN_DONE (acquired by the caller) nobody else
-        // touches the stage.
-        unsafe { self.take_done() }
+    /// Waits for the task to complete and takes its outcome.
+    pub(crate) fn join(self) -> std::thread::Result<T> {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the reference
+        // moves out of it exactly once.
+        let task = unsafe { core::ptr::read(&this.task) };
+        let mut out = core::mem::MaybeUninit::<std::thread::Result<T>>::uninit();
+        // SAFETY: this is the task's only handle, consumed here, so `wait`
+        // runs once; after it the task is done and the outcome is ours;
+        // `take` writes a `std::thread::Result<T>` (the handle was made by
+        // `TaskRef::new` for this `T`).
+        unsafe {
+            task.header().wait();
+            (task.header().vtable.take)(task.ptr, out.as_mut_ptr().cast());
+            out.assume_init()
+        }
     }
+}
 
-    fn detach(&self) {
-        if self.header.detach() {
+impl<T> Drop for Joinable<T> {
+    /// Dropped without joining: the outcome is dropped by the task when it
+    /// completes, or here if it already has.
+    fn drop(&mut self) {
+        let h = self.task.header();
+        if h.join.swap(JOIN_DETACHED, Ordering::AcqRel) == JOIN_DONE {
             // SAFETY: the task completed (our swap acquired JOIN_DONE) and,
-            // having seen the handle alive, left the outcome to it.
-            drop(unsafe { self.take_done() });
+            // having seen the handle alive, left the outcome to us.
+            unsafe { (h.vtable.drop_outcome)(self.task.ptr) };
         }
     }
 }

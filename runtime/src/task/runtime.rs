@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::JoinHandle;
-use super::raw::{TaskCell, TaskInfo, TaskRef};
+use super::raw::{TaskInfo, TaskRef};
 use super::worker::{self, Worker};
 use crate::chan::{self, Sender};
 use crate::stack::{MIN_TASK_STACK, TASK_STACK, arena};
@@ -271,8 +271,7 @@ where
         name: name.map(String::into_boxed_str),
         stack_size: shared.config.stack_size,
     };
-    let cell = TaskCell::new(Arc::clone(shard), info, f);
-    let task: TaskRef = cell.clone();
+    let (task, handle) = TaskRef::new(Arc::clone(shard), info, f);
     match on_worker {
         Some(w) => w.push_new(task),
         None => {
@@ -283,7 +282,7 @@ where
             shared.notify_idle();
         }
     }
-    JoinHandle::new(cell)
+    JoinHandle::new(handle)
 }
 
 /// What the workers of one runtime share.

@@ -32,6 +32,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cells::CellCache;
 use super::raw::{NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
 use super::runtime::{Shard, Shared};
 use crate::stack::{self, Chain, Slot};
@@ -72,6 +73,8 @@ pub(crate) struct Worker {
     slots: RefCell<Vec<(Slot, usize)>>,
     /// Tasks whose stacks grew, for the maintenance pass (`maintain`).
     grown: RefCell<Vec<TaskRef>>,
+    /// Memory of the task cells freed on this thread (`cells`).
+    cells: CellCache,
     /// When the last maintenance pass ran.
     last_pass: Cell<Instant>,
     /// Whether a task ran since then (`maintain`).
@@ -235,6 +238,7 @@ impl Worker {
             timer_seq: Cell::new(0),
             slots: RefCell::new(Vec::new()),
             grown: RefCell::new(Vec::new()),
+            cells: CellCache::new(),
             last_pass: Cell::new(Instant::now()),
             ran_since_pass: Cell::new(false),
             running: RefCell::new(None),
@@ -284,6 +288,10 @@ impl Worker {
         newest
             .or_else(|| self.shared.workers[self.index].pop_fresh())
             .or_else(|| self.shared.pop_injected())
+    }
+
+    pub(crate) fn cells(&self) -> &CellCache {
+        &self.cells
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -506,10 +514,11 @@ unsafe extern "C" fn task_main(worker: usize) -> ! {
     let worker = unsafe { &*(worker as *const Worker) };
     {
         let running = worker.running.borrow();
-        let task: *const dyn super::raw::Task = Arc::as_ptr(running.as_ref().expect("running"));
+        let task: *const TaskRef = running.as_ref().expect("running");
         drop(running);
-        // SAFETY: the scheduler holds the task (in `running`) until we
-        // switch out; this is its one run, on its own stack.
+        // SAFETY: the scheduler holds the task (in `running`, which is not
+        // touched until we switch out) until we switch out; this is its one
+        // run, on its own stack.
         unsafe { (*task).run() };
     }
     // Nothing with a destructor is left in this frame: it is abandoned.
