@@ -203,3 +203,79 @@ fn iterators_stop_where_they_should() {
 fn bounded_zero_is_refused() {
     let _ = chan::bounded::<u8>(0);
 }
+
+#[test]
+fn each_producers_messages_arrive_in_order_through_blocked_senders_and_receivers() {
+    // A one-slot channel between 6 producers and 4 consumers (tasks and
+    // threads) keeps both sides blocking: messages are handed to waiting
+    // receivers and taken from waiting senders. Per producer, order holds.
+    let rt = runtime();
+    let (tx, rx) = chan::bounded::<(u64, u64)>(1);
+    let producers: Vec<_> = (0..6u64)
+        .map(|p| {
+            let tx = tx.clone();
+            rt.spawn(move || {
+                for i in 0..2000 {
+                    tx.send((p, i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let in_tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let rx = rx.clone();
+            rt.spawn(move || rx.iter().collect::<Vec<_>>())
+        })
+        .collect();
+    let in_threads: Vec<_> = (0..2)
+        .map(|_| {
+            let rx = rx.clone();
+            std::thread::spawn(move || rx.iter().collect::<Vec<_>>())
+        })
+        .collect();
+    drop(rx);
+    producers.into_iter().for_each(|h| h.join().unwrap());
+    let mut seen = 0;
+    let got = in_tasks
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .chain(in_threads.into_iter().map(|h| h.join().unwrap()));
+    let mut all = Vec::new();
+    for got in got {
+        for p in 0..6 {
+            let mine: Vec<u64> = got.iter().filter(|m| m.0 == p).map(|m| m.1).collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "producer {p} out of order"
+            );
+        }
+        seen += got.len();
+        all.extend(got);
+    }
+    assert_eq!(seen, 12_000);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 12_000);
+}
+
+#[test]
+fn a_receiver_that_timed_out_gets_no_later_message() {
+    let rt = runtime();
+    let (tx, rx) = chan::unbounded::<u32>();
+    let rx2 = rx.clone();
+    let timed_out = rt.spawn(move || {
+        let r = rx2.recv_timeout(Duration::from_millis(5));
+        (r, rx2)
+    });
+    let (r, _rx2) = timed_out.join().unwrap();
+    assert_eq!(r, Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    // Had either stayed registered, the message would go to it.
+    tx.send(9).unwrap();
+    assert_eq!(rx.len(), 1);
+    assert_eq!(rx.try_recv(), Ok(9));
+}

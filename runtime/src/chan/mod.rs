@@ -23,10 +23,18 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod error;
+mod lock;
+mod wait;
+
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
+use lock::{SpinGuard, SpinLock};
+use wait::{WaitList, Waiter};
 
 use crate::task::{Waker, park, park_until};
 
@@ -69,7 +77,7 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 
 fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
-        inner: Mutex::new(Inner {
+        inner: SpinLock::new(Inner {
             queue: VecDeque::new(),
             cap,
             senders: 1,
@@ -87,66 +95,57 @@ fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
 }
 
 struct Chan<T> {
-    inner: Mutex<Inner<T>>,
+    inner: SpinLock<Inner<T>>,
 }
 
 impl<T> Chan<T> {
-    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        // No user code runs under the lock, so it is never poisoned by a
-        // panic in a critical section; recover regardless.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> SpinGuard<'_, Inner<T>> {
+        self.inner.lock()
     }
 }
 
+/// The channel's state. Receivers wait only while the queue is empty, and
+/// senders only while it is full: a message meets a waiting receiver
+/// before it would enter the queue, and a slot freed in a full queue is
+/// filled from a waiting sender at once.
 struct Inner<T> {
     queue: VecDeque<T>,
     cap: Option<usize>,
     senders: usize,
     receivers: usize,
     /// Receivers waiting for a message.
-    recv_wait: WaitList,
-    /// Senders waiting for room.
-    send_wait: WaitList,
+    recv_wait: WaitList<T>,
+    /// Senders waiting for room, holding their messages.
+    send_wait: WaitList<T>,
 }
 
 impl<T> Inner<T> {
     fn has_room(&self) -> bool {
         self.cap.is_none_or(|cap| self.queue.len() < cap)
     }
-}
 
-/// Blocked tasks and threads, in arrival order. An entry is removed by the
-/// side that wakes it, or by its owner if it woke for another reason
-/// (timeout, spurious wake-up).
-#[derive(Default)]
-struct WaitList {
-    entries: VecDeque<(u64, Waker)>,
-    next: u64,
-}
-
-impl WaitList {
-    fn register(&mut self) -> u64 {
-        let token = self.next;
-        self.next += 1;
-        self.entries.push_back((token, Waker::current()));
-        token
-    }
-
-    /// Removes the entry of `token` if it is still there. Entries are in
-    /// token order, so this is a binary search (a million parked tasks
-    /// woken one by one must not scan a million entries each).
-    fn unregister(&mut self, token: u64) {
-        if let Ok(i) = self.entries.binary_search_by_key(&token, |(t, _)| *t) {
-            self.entries.remove(i);
+    /// Sends without waiting: to a waiting receiver, or into the queue.
+    /// Returns whom to wake, or the message if the queue is full.
+    fn offer(&mut self, msg: T) -> Result<Option<Waker>, T> {
+        match self.recv_wait.give(msg) {
+            Ok(receiver) => Ok(Some(receiver)),
+            Err(msg) if self.has_room() => {
+                self.queue.push_back(msg);
+                Ok(None)
+            }
+            Err(msg) => Err(msg),
         }
     }
 
-    fn pop(&mut self) -> Option<Waker> {
-        self.entries.pop_front().map(|(_, w)| w)
-    }
-
-    fn take_all(&mut self) -> Vec<Waker> {
-        self.entries.drain(..).map(|(_, w)| w).collect()
+    /// Receives without waiting; the slot it frees goes to the oldest
+    /// waiting sender's message. Returns the message and whom to wake.
+    fn poll(&mut self) -> Option<(T, Option<Waker>)> {
+        let msg = self.queue.pop_front()?;
+        let sender = self.send_wait.take().map(|(queued, sender)| {
+            self.queue.push_back(queued);
+            sender
+        });
+        Some((msg, sender))
     }
 }
 
@@ -161,29 +160,51 @@ pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
 }
 
+/// Wakes `w`, if any: called after the channel lock is released.
+fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
 impl<T> Sender<T> {
     /// Sends a message, waiting for room in a full bounded channel. Fails,
     /// giving the message back, once every receiver is gone.
     pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
         let mut inner = self.chan.lock();
-        loop {
-            if inner.receivers == 0 {
-                return Err(SendError(msg));
-            }
-            if inner.has_room() {
-                inner.queue.push_back(msg);
-                let receiver = inner.recv_wait.pop();
+        if inner.receivers == 0 {
+            return Err(SendError(msg));
+        }
+        let msg = match inner.offer(msg) {
+            Ok(receiver) => {
                 drop(inner);
-                if let Some(w) = receiver {
-                    w.wake();
-                }
+                wake(receiver);
                 return Ok(());
             }
-            let token = inner.send_wait.register();
-            drop(inner);
+            Err(msg) => msg,
+        };
+        // Full: wait for a receiver to take the message.
+        let mut waiter = Waiter::new(Some(msg));
+        // SAFETY: `waiter` stays in this frame, touched only through
+        // `is_done`, until it is done or unregistered below.
+        let token = unsafe { inner.send_wait.register(&waiter) };
+        drop(inner);
+        loop {
             park();
-            inner = self.chan.lock();
-            inner.send_wait.unregister(token);
+            if waiter.is_done() {
+                return Ok(());
+            }
+            let mut inner = self.chan.lock();
+            if waiter.is_done() {
+                return Ok(());
+            }
+            if inner.receivers == 0 {
+                inner.send_wait.unregister(token);
+                drop(inner);
+                let msg = waiter.take_msg().expect("not taken: not done");
+                return Err(SendError(msg));
+            }
+            // Woken for no reason of ours: still registered; wait on.
         }
     }
 
@@ -193,15 +214,9 @@ impl<T> Sender<T> {
         if inner.receivers == 0 {
             return Err(TrySendError::Disconnected(msg));
         }
-        if !inner.has_room() {
-            return Err(TrySendError::Full(msg));
-        }
-        inner.queue.push_back(msg);
-        let receiver = inner.recv_wait.pop();
+        let receiver = inner.offer(msg).map_err(TrySendError::Full)?;
         drop(inner);
-        if let Some(w) = receiver {
-            w.wake();
-        }
+        wake(receiver);
         Ok(())
     }
 
@@ -233,13 +248,10 @@ impl<T> Receiver<T> {
     /// Receives a message if one is there now.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut inner = self.chan.lock();
-        match inner.queue.pop_front() {
-            Some(msg) => {
-                let sender = inner.send_wait.pop();
+        match inner.poll() {
+            Some((msg, sender)) => {
                 drop(inner);
-                if let Some(w) = sender {
-                    w.wake();
-                }
+                wake(sender);
                 Ok(msg)
             }
             None if inner.senders == 0 => Err(TryRecvError::Disconnected),
@@ -263,29 +275,44 @@ impl<T> Receiver<T> {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut inner = self.chan.lock();
-        loop {
-            if let Some(msg) = inner.queue.pop_front() {
-                let sender = inner.send_wait.pop();
-                drop(inner);
-                if let Some(w) = sender {
-                    w.wake();
-                }
-                return Ok(msg);
-            }
-            if inner.senders == 0 {
-                return Err(RecvTimeoutError::Disconnected);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(RecvTimeoutError::Timeout);
-            }
-            let token = inner.recv_wait.register();
+        if let Some((msg, sender)) = inner.poll() {
             drop(inner);
+            wake(sender);
+            return Ok(msg);
+        }
+        if inner.senders == 0 {
+            return Err(RecvTimeoutError::Disconnected);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(RecvTimeoutError::Timeout);
+        }
+        // Empty: wait for a sender to hand us a message.
+        let mut waiter = Waiter::new(None);
+        // SAFETY: `waiter` stays in this frame, touched only through
+        // `is_done`, until it is done or unregistered below.
+        let token = unsafe { inner.recv_wait.register(&waiter) };
+        drop(inner);
+        loop {
             match deadline {
                 Some(d) => park_until(d),
                 None => park(),
             }
-            inner = self.chan.lock();
-            inner.recv_wait.unregister(token);
+            if !waiter.is_done() {
+                let mut inner = self.chan.lock();
+                if !waiter.is_done() {
+                    let err = if inner.senders == 0 {
+                        RecvTimeoutError::Disconnected
+                    } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                        RecvTimeoutError::Timeout
+                    } else {
+                        // Woken for no reason of ours: still registered.
+                        continue;
+                    };
+                    inner.recv_wait.unregister(token);
+                    return Err(err);
+                }
+            }
+            return Ok(waiter.take_msg().expect("a done receiver has its message"));
         }
     }
 
@@ -335,7 +362,7 @@ impl<T> Drop for Sender<T> {
         inner.senders -= 1;
         if inner.senders == 0 {
             // Receivers waiting on an empty channel see the disconnect.
-            let waiting = inner.recv_wait.take_all();
+            let waiting = inner.recv_wait.dismiss_all();
             drop(inner);
             waiting.into_iter().for_each(Waker::wake);
         }
@@ -348,7 +375,7 @@ impl<T> Drop for Receiver<T> {
         inner.receivers -= 1;
         if inner.receivers == 0 {
             // Senders waiting for room get their message back.
-            let waiting = inner.send_wait.take_all();
+            let waiting = inner.send_wait.dismiss_all();
             drop(inner);
             waiting.into_iter().for_each(Waker::wake);
         }
@@ -421,114 +448,3 @@ impl<T> IntoIterator for Receiver<T> {
         IntoIter { rx: self }
     }
 }
-
-/// [`Sender::send`] failed: every receiver is gone. Holds the message.
-#[derive(PartialEq, Eq, Clone, Copy)]
-pub struct SendError<T>(pub T);
-
-/// [`Sender::try_send`] failed. Holds the message.
-#[derive(PartialEq, Eq, Clone, Copy)]
-pub enum TrySendError<T> {
-    /// The bounded channel is full.
-    Full(T),
-    /// Every receiver is gone.
-    Disconnected(T),
-}
-
-/// [`Receiver::recv`] failed: the channel is empty and every sender is gone.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub struct RecvError;
-
-/// [`Receiver::try_recv`] failed.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub enum TryRecvError {
-    /// No message now.
-    Empty,
-    /// Empty, and every sender is gone.
-    Disconnected,
-}
-
-/// [`Receiver::recv_timeout`] failed.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub enum RecvTimeoutError {
-    /// No message came in time.
-    Timeout,
-    /// Empty, and every sender is gone.
-    Disconnected,
-}
-
-impl<T> SendError<T> {
-    /// The message that could not be sent.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
-
-impl<T> TrySendError<T> {
-    /// The message that could not be sent.
-    pub fn into_inner(self) -> T {
-        match self {
-            TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
-        }
-    }
-}
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("SendError { .. }")
-    }
-}
-
-impl<T> fmt::Debug for TrySendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrySendError::Full(_) => f.pad("Full(..)"),
-            TrySendError::Disconnected(_) => f.pad("Disconnected(..)"),
-        }
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("sending on a disconnected channel")
-    }
-}
-
-impl<T> fmt::Display for TrySendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrySendError::Full(_) => f.pad("sending on a full channel"),
-            TrySendError::Disconnected(_) => f.pad("sending on a disconnected channel"),
-        }
-    }
-}
-
-impl fmt::Display for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("receiving on an empty and disconnected channel")
-    }
-}
-
-impl fmt::Display for TryRecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TryRecvError::Empty => f.pad("receiving on an empty channel"),
-            TryRecvError::Disconnected => f.pad("receiving on an empty and disconnected channel"),
-        }
-    }
-}
-
-impl fmt::Display for RecvTimeoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecvTimeoutError::Timeout => f.pad("timed out waiting on a channel"),
-            RecvTimeoutError::Disconnected => f.pad("channel is empty and disconnected"),
-        }
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
-impl<T> std::error::Error for TrySendError<T> {}
-impl std::error::Error for RecvError {}
-impl std::error::Error for TryRecvError {}
-impl std::error::Error for RecvTimeoutError {}

@@ -1,0 +1,145 @@
+//! Blocked sends and receives, and how the other side completes them.
+//!
+//! A blocked call puts a [`Waiter`] in its own frame (on its task's stack,
+//! or its thread's) and registers it in the channel's [`WaitList`]. The
+//! other side completes it in place, as Go's channels do with a `sudog`:
+//! a sender hands its message straight to a waiting receiver, a receiver
+//! that frees a slot takes a waiting sender's message into the queue. The
+//! completed call returns when it wakes, without locking the channel again.
+//!
+//! Protocol: every access to a registered waiter by anyone but its owner
+//! happens under the channel lock, and ends with the waiter removed from
+//! the list; completing it also sets `done` (release). The owner keeps the
+//! waiter in place until it is removed: it returns only after seeing
+//! `done` (acquire; the completer no longer touches it) or after removing
+//! the entry itself under the lock.
+
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+
+use crate::task::Waker;
+
+/// One blocked send or receive.
+pub(super) struct Waiter<T> {
+    /// Set by the side that completed the operation.
+    done: AtomicBool,
+    /// Who to wake; taken when the entry is removed by another side.
+    waker: UnsafeCell<Option<Waker>>,
+    /// A blocked sender's message until a receiver takes it; the message a
+    /// sender gave a blocked receiver.
+    msg: UnsafeCell<Option<T>>,
+}
+
+impl<T> Waiter<T> {
+    /// A waiter for the calling task or thread, holding `msg` if it sends.
+    pub(super) fn new(msg: Option<T>) -> Waiter<T> {
+        Waiter {
+            done: AtomicBool::new(false),
+            waker: UnsafeCell::new(Some(Waker::current())),
+            msg: UnsafeCell::new(msg),
+        }
+    }
+
+    /// Whether another side completed the operation; after `true`, the
+    /// waiter is the owner's alone.
+    pub(super) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Takes the message out: a receiver's after `is_done`, or a sender's
+    /// after removing its own entry.
+    pub(super) fn take_msg(&mut self) -> Option<T> {
+        self.msg.get_mut().take()
+    }
+}
+
+/// Registered waiters, in arrival order.
+pub(super) struct WaitList<T> {
+    entries: VecDeque<(u64, NonNull<Waiter<T>>)>,
+    next: u64,
+}
+
+// SAFETY: the list holds pointers to waiters of other threads and tasks; it
+// lives inside the channel lock, and every access through those pointers
+// follows the module's protocol. Messages move between threads through
+// them, hence `T: Send`.
+unsafe impl<T: Send> Send for WaitList<T> {}
+
+impl<T> Default for WaitList<T> {
+    fn default() -> Self {
+        WaitList {
+            entries: VecDeque::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<T> WaitList<T> {
+    /// Registers `waiter` and returns its token.
+    ///
+    /// # Safety
+    ///
+    /// The waiter stays where it is, untouched by its owner except through
+    /// [`Waiter::is_done`], until it is done or removed by [`unregister`](Self::unregister).
+    pub(super) unsafe fn register(&mut self, waiter: &Waiter<T>) -> u64 {
+        let token = self.next;
+        self.next += 1;
+        self.entries.push_back((token, NonNull::from(waiter)));
+        token
+    }
+
+    /// Removes the entry of `token` if it is still there. Entries are in
+    /// token order, so this is a binary search (a million parked tasks
+    /// timing out one by one must not scan a million entries each).
+    pub(super) fn unregister(&mut self, token: u64) {
+        if let Ok(i) = self.entries.binary_search_by_key(&token, |(t, _)| *t) {
+            self.entries.remove(i);
+        }
+    }
+
+    /// Completes the oldest waiting receiver with `msg`; gives the message
+    /// back if none waits. Returns whom to wake once the lock is released.
+    pub(super) fn give(&mut self, msg: T) -> Result<Waker, T> {
+        let Some((_, w)) = self.entries.pop_front() else {
+            return Err(msg);
+        };
+        // SAFETY: a registered waiter is alive and in place, and the caller
+        // holds the channel lock (the module's protocol); done is set last,
+        // after which we never touch it again.
+        unsafe {
+            let w = w.as_ref();
+            *w.msg.get() = Some(msg);
+            let waker = (*w.waker.get()).take();
+            w.done.store(true, Ordering::Release);
+            Ok(waker.expect("a registered waiter has its waker"))
+        }
+    }
+
+    /// Completes the oldest waiting sender by taking its message.
+    pub(super) fn take(&mut self) -> Option<(T, Waker)> {
+        let (_, w) = self.entries.pop_front()?;
+        // SAFETY: as in `give`.
+        unsafe {
+            let w = w.as_ref();
+            let msg = (*w.msg.get()).take();
+            let waker = (*w.waker.get()).take();
+            w.done.store(true, Ordering::Release);
+            Some((
+                msg.expect("a blocked sender holds its message"),
+                waker.expect("a registered waiter has its waker"),
+            ))
+        }
+    }
+
+    /// Removes every waiter without completing it (the channel
+    /// disconnected); returns whom to wake once the lock is released.
+    pub(super) fn dismiss_all(&mut self) -> Vec<Waker> {
+        self.entries
+            .drain(..)
+            // SAFETY: as in `give`; only the waker is taken.
+            .filter_map(|(_, w)| unsafe { (*w.as_ref().waker.get()).take() })
+            .collect()
+    }
+}
