@@ -29,7 +29,7 @@ pub use runtime::shrink_now;
 pub(crate) use worker::preempt_point;
 
 /// An owned permission to join a task (wait for it and take its result).
-/// Like std's, it is `Send` when `T` is.
+/// It is `Send` when `T` is, and `Sync` when `T` is.
 ///
 /// Dropping the handle detaches the task: it keeps running, and drops its
 /// result itself when it finishes.
