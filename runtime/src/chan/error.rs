@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+#[cfg(doc)]
+use super::{Receiver, Sender};
+
 /// [`Sender::send`] failed: every receiver is gone. Holds the message.
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub struct SendError<T>(pub T);
