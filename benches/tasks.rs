@@ -6,7 +6,10 @@
 //! - `ping_pong`: two tasks bouncing a message over two channels (per round
 //!   trip), vs `may`;
 //! - `switch`: the bare context switch, one round trip (two switches), vs
-//!   corosensei's `resume` + `suspend`.
+//!   corosensei's `resume` + `suspend`;
+//! - `stream_threads`: one plain thread streaming messages to another over
+//!   an unbounded channel (per message, both cores busy with the lock), vs
+//!   `std::sync::mpsc`.
 //!
 //! Both runtimes get one worker thread, so that every figure is the cost of
 //! the mechanism, not of cross-core wake-ups (`may` is configured once for
@@ -187,6 +190,32 @@ fn switch(c: &mut Criterion) {
     g.finish();
 }
 
+const STREAM: u64 = 10_000;
+
+fn stream_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream_threads");
+    g.throughput(Throughput::Elements(STREAM));
+    g.bench_function("growstack", |b| {
+        b.iter(|| {
+            let (tx, rx) = chan::unbounded::<u64>();
+            let producer =
+                std::thread::spawn(move || (0..STREAM).for_each(|i| tx.send(i).unwrap()));
+            black_box(rx.iter().sum::<u64>());
+            producer.join().unwrap();
+        })
+    });
+    g.bench_function("std_mpsc", |b| {
+        b.iter(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<u64>();
+            let producer =
+                std::thread::spawn(move || (0..STREAM).for_each(|i| tx.send(i).unwrap()));
+            black_box(rx.iter().sum::<u64>());
+            producer.join().unwrap();
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     setup_may();
     Criterion::default()
@@ -197,6 +226,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = tasks;
     config = config();
-    targets = spawn_join, yield_round_trip, ping_pong, switch
+    targets = spawn_join, yield_round_trip, ping_pong, switch, stream_threads
 }
 criterion_main!(tasks);

@@ -7,15 +7,17 @@
 //! 6 ns here, and a ping-pong round trip (two messages) took twelve. This
 //! lock takes one: unlocking is a plain release store. Nothing that blocks,
 //! parks or runs user code happens while it is held (wakers are called and
-//! messages dropped after unlocking), so waiters spin briefly, then yield
-//! their thread to a holder the OS may have preempted.
+//! messages dropped after unlocking).
+//!
+//! A waiter yields its thread until the lock looks free, without spinning:
+//! with 64 `pause`s (about 140 cycles each on this Xeon) before each yield,
+//! one thread streaming to another measured 191-253 ns per message and 16
+//! threads streaming to 4 tasks 128-240 ns; yielding at once, 49-62 ns and
+//! 30-45 ns (with `std::sync::Mutex`: 89-231 and 49-151 ns).
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
-
-/// Spins before each `yield_now` while the lock is held.
-const SPINS: u32 = 64;
 
 pub(super) struct SpinLock<T> {
     locked: AtomicBool,
@@ -49,15 +51,8 @@ impl<T> SpinLock<T> {
     /// Waits, reading only, until the lock looks free.
     #[cold]
     fn wait_unlocked(&self) {
-        let mut spins = 0;
         while self.locked.load(Ordering::Relaxed) {
-            if spins < SPINS {
-                spins += 1;
-                core::hint::spin_loop();
-            } else {
-                spins = 0;
-                std::thread::yield_now();
-            }
+            std::thread::yield_now();
         }
     }
 }
