@@ -302,6 +302,11 @@ impl Shared {
         self.shutdown.load(Ordering::Acquire)
     }
 
+    /// Whether tasks spawned from outside wait in the injector.
+    pub(crate) fn has_injected(&self) -> bool {
+        self.injected.load(Ordering::Relaxed) > 0
+    }
+
     pub(crate) fn pop_injected(&self) -> Option<TaskRef> {
         if self.injected.load(Ordering::Relaxed) == 0 {
             return None;

@@ -46,6 +46,18 @@ const SLOT_BATCH: usize = 64;
 /// woken ones, so tasks that yield in a loop cannot starve them.
 const FAIRNESS_TICK: u32 = 61;
 
+/// How long a worker that ran out of work keeps looking for more before it
+/// sleeps. A producer and a consumer task on two workers, passing messages
+/// through a one-slot channel, made their workers sleep and wake between
+/// messages: 17 µs per message on this VM, 590 ns with this poll
+/// (`examples/pipeline.rs`; two OS threads doing the same through std's
+/// `sync_channel(1)` took 39-41 µs).
+const POLL_BEFORE_SLEEP: core::time::Duration = core::time::Duration::from_micros(20);
+
+/// Looks at the queues between two readings of the clock (about 3 µs of
+/// `pause`s).
+const POLLS_PER_CLOCK_READ: u32 = 64;
+
 /// Why a task switched back to its worker.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Why {
@@ -351,6 +363,9 @@ impl Worker {
     /// Sleeps until there is work, a timer is due or the runtime shuts down.
     fn idle(&self) {
         self.maintain_idle();
+        if self.poll_for_work() {
+            return;
+        }
         let deadline = self.timers.borrow().peek().map(|t| t.0.at);
         let remote = &self.shared.workers[self.index];
         self.shared.sleep(remote, deadline, || {
@@ -359,6 +374,34 @@ impl Worker {
                 self.ready.borrow_mut().push_front(task);
             })
         });
+    }
+
+    /// Before sleeping, looks for work for up to [`POLL_BEFORE_SLEEP`];
+    /// true if some came. Meanwhile the worker is not announced as idle, so
+    /// whoever gives it work sets a flag and makes no system call.
+    fn poll_for_work(&self) -> bool {
+        let remote = &self.shared.workers[self.index];
+        let due = self.timers.borrow().peek().map(|t| t.0.at);
+        let start = Instant::now();
+        loop {
+            for _ in 0..POLLS_PER_CLOCK_READ {
+                if remote.has_inbox.load(Ordering::Acquire)
+                    || self.shared.has_injected()
+                    || remote.has_shrink_request()
+                    || self.shared.shutting_down()
+                {
+                    return true;
+                }
+                core::hint::spin_loop();
+            }
+            let now = Instant::now();
+            if due.is_some_and(|at| at <= now) {
+                return true;
+            }
+            if now.duration_since(start) >= POLL_BEFORE_SLEEP {
+                return false;
+            }
+        }
     }
 
     /// Switches to `task` until it yields, parks or finishes.
