@@ -54,8 +54,8 @@ const FAIRNESS_TICK: u32 = 61;
 /// `sync_channel(1)` took 39-41 µs).
 const POLL_BEFORE_SLEEP: core::time::Duration = core::time::Duration::from_micros(20);
 
-/// Looks at the queues between two readings of the clock (about 3 µs of
-/// `pause`s).
+/// Looks at the queues between two readings of the clock (64 `pause`s of
+/// 8.4 ns each here: about half a microsecond).
 const POLLS_PER_CLOCK_READ: u32 = 64;
 
 /// Why a task switched back to its worker.
