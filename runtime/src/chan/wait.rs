@@ -49,7 +49,8 @@ impl<T> Waiter<T> {
     }
 
     /// Takes the message out: a receiver's after `is_done`, or a sender's
-    /// after removing its own entry.
+    /// after it made sure, under the lock, that its entry is gone from the
+    /// list (removed by itself, or by the last receiver's disconnect).
     pub(super) fn take_msg(&mut self) -> Option<T> {
         self.msg.get_mut().take()
     }

@@ -62,8 +62,9 @@ fn class_layout(class: usize) -> Layout {
     Layout::from_size_align((class + 1) * GRAIN, BLOCK_ALIGN).expect("small and aligned")
 }
 
-/// Memory for a cell of `layout`: a cached block of its class if this
-/// thread is a worker that has one, else a new one.
+/// Memory for a cell of `layout` (never zero-sized: a cell holds a
+/// header): a cached block of its class if this thread is a worker that
+/// has one, else a new one.
 pub(crate) fn allocate(layout: Layout) -> NonNull<u8> {
     let class = class_of(layout);
     if let (Some(class), Some(w)) = (class, worker::current())
@@ -72,7 +73,8 @@ pub(crate) fn allocate(layout: Layout) -> NonNull<u8> {
         return ptr;
     }
     let block = class.map_or(layout, class_layout);
-    // SAFETY: a task cell is never zero-sized (it holds a header).
+    // SAFETY: `block` is not zero-sized: a class is at least GRAIN bytes,
+    // and a cell's own layout holds a header.
     let ptr = unsafe { alloc(block) };
     NonNull::new(ptr).unwrap_or_else(|| handle_alloc_error(block))
 }

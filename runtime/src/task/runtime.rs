@@ -308,7 +308,7 @@ impl Shared {
     }
 
     pub(crate) fn pop_injected(&self) -> Option<TaskRef> {
-        if self.injected.load(Ordering::Relaxed) == 0 {
+        if !self.has_injected() {
             return None;
         }
         let mut injector = lock(&self.injector);

@@ -30,7 +30,7 @@ use core::sync::atomic::Ordering;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::cells::CellCache;
 use super::raw::{NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
@@ -52,7 +52,7 @@ const FAIRNESS_TICK: u32 = 61;
 /// messages: 17 µs per message on this VM, 590 ns with this poll
 /// (`examples/pipeline.rs`; two OS threads doing the same through std's
 /// `sync_channel(1)` took 39-41 µs).
-const POLL_BEFORE_SLEEP: core::time::Duration = core::time::Duration::from_micros(20);
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
 /// Looks at the queues between two readings of the clock (64 `pause`s of
 /// 8.4 ns each here: about half a microsecond).
