@@ -279,3 +279,59 @@ fn a_receiver_that_timed_out_gets_no_later_message() {
     assert_eq!(rx.len(), 1);
     assert_eq!(rx.try_recv(), Ok(9));
 }
+
+#[test]
+fn timeouts_racing_deliveries_lose_and_duplicate_no_message() {
+    // A receiver's timer and a sender may wake it at the same moment; each
+    // message must still reach exactly one receiver, and be dropped once.
+    const PER_PRODUCER: u32 = 5_000;
+    let rt = runtime();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = chan::bounded::<(u32, CountDrop)>(2);
+    let consumers: Vec<_> = (0..8)
+        .map(|_| {
+            let rx = rx.clone();
+            rt.spawn(move || {
+                let (mut got, mut timeouts) = (Vec::new(), 0u32);
+                loop {
+                    match rx.recv_timeout(Duration::from_micros(20)) {
+                        Ok((v, _drop)) => got.push(v),
+                        Err(RecvTimeoutError::Timeout) => timeouts += 1,
+                        Err(RecvTimeoutError::Disconnected) => return (got, timeouts),
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(rx);
+    let send_range = |tx: chan::Sender<(u32, CountDrop)>, drops: Arc<AtomicUsize>, k: u32| {
+        move || {
+            for v in k * PER_PRODUCER..(k + 1) * PER_PRODUCER {
+                tx.send((v, CountDrop(drops.clone()))).unwrap();
+                if v % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(30));
+                }
+            }
+        }
+    };
+    let threads: Vec<_> = (0..2)
+        .map(|k| std::thread::spawn(send_range(tx.clone(), drops.clone(), k)))
+        .collect();
+    let tasks: Vec<_> = (2..4)
+        .map(|k| rt.spawn(send_range(tx.clone(), drops.clone(), k)))
+        .collect();
+    drop(tx);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    tasks.into_iter().for_each(|t| t.join().unwrap());
+    let mut all = Vec::new();
+    let mut timeouts = 0;
+    for c in consumers {
+        let (got, t) = c.join().unwrap();
+        all.extend(got);
+        timeouts += t;
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..4 * PER_PRODUCER).collect::<Vec<_>>());
+    assert_eq!(drops.load(Ordering::SeqCst), 4 * PER_PRODUCER as usize);
+    assert!(timeouts > 0, "the producers pause: receivers time out");
+}

@@ -36,7 +36,7 @@ pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendErr
 use lock::{SpinGuard, SpinLock};
 use wait::{WaitList, Waiter};
 
-use crate::task::{Waker, park, park_until};
+use crate::task::{Wakeup, park, park_until};
 
 /// A channel holding at most `cap` messages: `send` blocks while it is full.
 ///
@@ -125,8 +125,8 @@ impl<T> Inner<T> {
     }
 
     /// Sends without waiting: to a waiting receiver, or into the queue.
-    /// Returns whom to wake, or the message if the queue is full.
-    fn offer(&mut self, msg: T) -> Result<Option<Waker>, T> {
+    /// Returns the receiver's wake, or the message if the queue is full.
+    fn offer(&mut self, msg: T) -> Result<Option<Wakeup>, T> {
         match self.recv_wait.give(msg) {
             Ok(receiver) => Ok(Some(receiver)),
             Err(msg) if self.has_room() => {
@@ -138,8 +138,8 @@ impl<T> Inner<T> {
     }
 
     /// Receives without waiting; the slot it frees goes to the oldest
-    /// waiting sender's message. Returns the message and whom to wake.
-    fn poll(&mut self) -> Option<(T, Option<Waker>)> {
+    /// waiting sender's message. Returns the message and the sender's wake.
+    fn poll(&mut self) -> Option<(T, Option<Wakeup>)> {
         let msg = self.queue.pop_front()?;
         let sender = self.send_wait.take().map(|(queued, sender)| {
             self.queue.push_back(queued);
@@ -160,8 +160,8 @@ pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
 }
 
-/// Wakes `w`, if any: called after the channel lock is released.
-fn wake(w: Option<Waker>) {
+/// Finishes the wake `w`, if any: called after the channel lock is released.
+fn wake(w: Option<Wakeup>) {
     if let Some(w) = w {
         w.wake();
     }
@@ -364,7 +364,7 @@ impl<T> Drop for Sender<T> {
             // Receivers waiting on an empty channel see the disconnect.
             let waiting = inner.recv_wait.dismiss_all();
             drop(inner);
-            waiting.into_iter().for_each(Waker::wake);
+            waiting.into_iter().for_each(Wakeup::wake);
         }
     }
 }
@@ -377,7 +377,7 @@ impl<T> Drop for Receiver<T> {
             // Senders waiting for room get their message back.
             let waiting = inner.send_wait.dismiss_all();
             drop(inner);
-            waiting.into_iter().for_each(Waker::wake);
+            waiting.into_iter().for_each(Wakeup::wake);
         }
     }
 }

@@ -9,17 +9,18 @@
 //!
 //! Protocol: every access to a registered waiter by anyone but its owner
 //! happens under the channel lock, and ends with the waiter removed from
-//! the list; completing it also sets `done` (release). The owner keeps the
-//! waiter in place until it is removed: it returns only after seeing
-//! `done` (acquire; the completer no longer touches it) or after removing
-//! the entry itself under the lock.
+//! the list; completing it claims its waker (`task::Waker::claim`, while
+//! the owner is still blocked) and then sets `done` (release). The owner
+//! keeps the waiter in place until it is removed: it returns only after
+//! seeing `done` (acquire; the completer no longer touches it) or after
+//! removing the entry itself under the lock.
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::collections::VecDeque;
 
-use crate::task::Waker;
+use crate::task::{Waker, Wakeup};
 
 /// One blocked send or receive.
 pub(super) struct Waiter<T> {
@@ -101,8 +102,9 @@ impl<T> WaitList<T> {
     }
 
     /// Completes the oldest waiting receiver with `msg`; gives the message
-    /// back if none waits. Returns whom to wake once the lock is released.
-    pub(super) fn give(&mut self, msg: T) -> Result<Waker, T> {
+    /// back if none waits. Returns the wake to finish once the lock is
+    /// released.
+    pub(super) fn give(&mut self, msg: T) -> Result<Wakeup, T> {
         let Some((_, w)) = self.entries.pop_front() else {
             return Err(msg);
         };
@@ -112,35 +114,50 @@ impl<T> WaitList<T> {
         unsafe {
             let w = w.as_ref();
             *w.msg.get() = Some(msg);
-            let waker = (*w.waker.get()).take();
+            let wakeup = claim(w);
             w.done.store(true, Ordering::Release);
-            Ok(waker.expect("a registered waiter has its waker"))
+            Ok(wakeup)
         }
     }
 
     /// Completes the oldest waiting sender by taking its message.
-    pub(super) fn take(&mut self) -> Option<(T, Waker)> {
+    pub(super) fn take(&mut self) -> Option<(T, Wakeup)> {
         let (_, w) = self.entries.pop_front()?;
         // SAFETY: as in `give`.
         unsafe {
             let w = w.as_ref();
             let msg = (*w.msg.get()).take();
-            let waker = (*w.waker.get()).take();
+            let wakeup = claim(w);
             w.done.store(true, Ordering::Release);
-            Some((
-                msg.expect("a blocked sender holds its message"),
-                waker.expect("a registered waiter has its waker"),
-            ))
+            Some((msg.expect("a blocked sender holds its message"), wakeup))
         }
     }
 
     /// Removes every waiter without completing it (the channel
-    /// disconnected); returns whom to wake once the lock is released.
-    pub(super) fn dismiss_all(&mut self) -> Vec<Waker> {
+    /// disconnected); returns the wakes to finish once the lock is
+    /// released.
+    pub(super) fn dismiss_all(&mut self) -> Vec<Wakeup> {
         self.entries
             .drain(..)
-            // SAFETY: as in `give`; only the waker is taken.
-            .filter_map(|(_, w)| unsafe { (*w.as_ref().waker.get()).take() })
+            // SAFETY: as in `give`: the owner, still registered, is blocked
+            // until it sees the disconnect under the lock we hold.
+            .map(|(_, w)| unsafe { claim(w.as_ref()) })
             .collect()
     }
+}
+
+/// Claims the waker of a registered waiter.
+///
+/// # Safety
+///
+/// The caller holds the channel lock and `w` is still registered (so its
+/// owner is blocked, and stays so until the lock is released or `done` is
+/// set); called once per registration.
+unsafe fn claim<T>(w: &Waiter<T>) -> Wakeup {
+    // SAFETY: only the completer touches `waker` of a registered waiter,
+    // under the lock.
+    let waker = unsafe { (*w.waker.get()).take() };
+    let waker = waker.expect("a registered waiter has its waker");
+    // SAFETY: by the contract, the owner is blocked in this operation.
+    unsafe { waker.claim() }
 }

@@ -5,17 +5,32 @@
 //! other side will find it, then [`park`] and check again. Parking may
 //! return spuriously; a wake that comes before the park is not lost (a
 //! task's state records it, std's thread parker a token).
+//!
+//! A waker counts no reference to its task. While a task is `PARKED`, the
+//! scheduler's reference to it belongs to its state, and the wake that
+//! moves it back to `RUNNING` takes that reference over to queue the task
+//! ([`Waker::claim`]). A counted waker would cost two atomic
+//! read-modify-writes per blocking operation (clone, then drop once the
+//! task ran), a third of a channel ping-pong's. The price is one rule: the
+//! other side claims a waker while its owner is certainly still blocked in
+//! the operation that registered it (under the channel lock, before it
+//! completes the operation; before the join state says done), since the
+//! owner may return, finish and be freed as soon as it can see the
+//! operation completed. It acts on the claim ([`Wakeup::wake`]) afterwards,
+//! once its lock is released.
 
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::raw::{NOTIFIED, PARKED, RUNNING, TaskRef};
+use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskRef};
 use super::worker;
-use core::sync::atomic::Ordering;
 
-/// Whom to wake: a task, or a plain thread blocked in `park`.
-#[derive(Clone)]
+/// Whom a blocked operation wakes: a task, or a plain thread blocked in
+/// [`park`].
 pub(crate) enum Waker {
-    Task(TaskRef),
+    /// Not counted (module docs).
+    Task(NonNull<Header>),
     Thread(std::thread::Thread),
 }
 
@@ -28,28 +43,79 @@ impl Waker {
         }
     }
 
-    pub(crate) fn wake(self) {
+    /// Wakes the owner: a parked task is made runnable (the returned
+    /// [`Wakeup`] queues it), a running one's next park returns at once.
+    ///
+    /// # Safety
+    ///
+    /// The owner is still blocked in the operation that registered this
+    /// waker, and cannot see it completed before this returns.
+    pub(crate) unsafe fn claim(self) -> Wakeup {
         match self {
-            Waker::Task(task) => wake_task(task),
-            Waker::Thread(thread) => thread.unpark(),
+            // SAFETY: the owner is blocked, so it has not finished: its
+            // cell is alive (its scheduler's reference is held by the run
+            // queue, by `running` or by its PARKED state).
+            Waker::Task(task) => match unsafe { claim(task) } {
+                Some(task) => Wakeup::Task(task),
+                None => Wakeup::Nothing,
+            },
+            Waker::Thread(thread) => Wakeup::Thread(thread),
         }
     }
 }
 
-/// Makes a parked task runnable again, or, if it is running, makes its
-/// next park return at once.
-pub(crate) fn wake_task(task: TaskRef) {
-    let state = &task.header().state;
+/// What is left to do of a claimed wake, once the claimer's lock is
+/// released (queueing a task may take its worker's lock and wake the
+/// worker's thread).
+#[must_use = "a claimed task that is not queued never runs again"]
+pub(crate) enum Wakeup {
+    /// Queue the task (the parked reference, taken over).
+    Task(TaskRef),
+    Thread(std::thread::Thread),
+    /// The task was running: its next park returns at once.
+    Nothing,
+}
+
+impl Wakeup {
+    pub(crate) fn wake(self) {
+        match self {
+            Wakeup::Task(task) => worker::schedule(task),
+            Wakeup::Thread(thread) => thread.unpark(),
+            Wakeup::Nothing => {}
+        }
+    }
+}
+
+/// Wakes a task the caller holds a reference to (a timer's).
+pub(crate) fn wake_task(task: &TaskRef) {
+    // SAFETY: our reference keeps the cell alive.
+    if let Some(parked) = unsafe { claim(task.as_ptr()) } {
+        worker::schedule(parked);
+    }
+}
+
+/// Makes a parked task runnable and returns its parked reference, or, if it
+/// is running, makes its next park return at once.
+///
+/// # Safety
+///
+/// The task's cell stays alive during the call.
+unsafe fn claim(task: NonNull<Header>) -> Option<TaskRef> {
+    // SAFETY: by the contract.
+    let state = unsafe { &task.as_ref().state };
     let mut s = state.load(Ordering::Acquire);
     loop {
         let next = match s {
             PARKED => RUNNING,
             RUNNING => NOTIFIED,
-            _ => return,
+            _ => return None,
         };
         match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) if s == PARKED => return worker::schedule(task),
-            Ok(_) => return,
+            // SAFETY: a PARKED state holds the scheduler's reference (given
+            // up by `into_raw` when the task parked); our exchange took the
+            // state out of PARKED, so that reference is ours alone.
+            Ok(_) if s == PARKED => return Some(unsafe { TaskRef::from_raw(task) }),
+            Ok(_) => return None,
             Err(actual) => s = actual,
         }
     }

@@ -3,8 +3,11 @@
 //! closure, then the result).
 //!
 //! Ownership: a [`TaskRef`] is one counted reference. The scheduler holds
-//! one while the task is queued or running, the `JoinHandle` one, and every
-//! waker registered for it (a channel's wait list, a timer, a joiner) one.
+//! one while the task is queued or running, and while it is `PARKED` that
+//! reference belongs to its state: the wake that moves it back to
+//! `RUNNING` takes it over (`park::claim`). The `JoinHandle` holds one, and
+//! so does a timer. Wakers registered in a channel's wait list or for a
+//! joiner count none (see `park` for why that is sound and what it saves).
 //! The cell is reference-counted by hand rather than an `Arc` so that its
 //! memory can come from its worker's cache (`cells`). The execution context
 //! (`Context`) and the stage are touched only by the worker that runs the
@@ -29,7 +32,8 @@ use crate::stats;
 
 /// Park states (`Header::state`). A task is `RUNNING` while it runs or
 /// waits in a run queue; `NOTIFIED` when woken while `RUNNING` (its next
-/// park returns at once); `PARKED` when suspended with nothing queued.
+/// park returns at once); `PARKED` when suspended with nothing queued, the
+/// state then holding the scheduler's reference.
 pub(crate) const RUNNING: u8 = 0;
 pub(crate) const NOTIFIED: u8 = 1;
 pub(crate) const PARKED: u8 = 2;
@@ -73,10 +77,11 @@ impl Drop for Context {
             stats::task_ended();
         }
         // A task that started and never finished (its runtime was dropped
-        // while it was parked) still has frames on its stacks, and a pinned
-        // value among them may be pointed to from elsewhere: its memory is
-        // leaked, never reused. (A `Slot` goes back to the arena only
-        // through `arena::free`; dropping one leaks it.)
+        // while it was queued; a parked one is never dropped, its park
+        // state holding a reference) still has frames on its stacks, and a
+        // pinned value among them may be pointed to from elsewhere: its
+        // memory is leaked, never reused. (A `Slot` goes back to the arena
+        // only through `arena::free`; dropping one leaks it.)
         self.slot = None;
         if let Some(chain) = self.chain.as_mut() {
             chain.leak();
@@ -140,19 +145,33 @@ impl Header {
     /// False if the handle was dropped meanwhile: nobody will take the
     /// outcome, and the caller drops it.
     fn complete(&self) -> bool {
-        match self.join.swap(JOIN_DONE, Ordering::AcqRel) {
-            JOIN_WAITING => {
-                // SAFETY: the joiner wrote `joiner` before setting
-                // JOIN_WAITING (release), which our swap acquired; it never
-                // touches it again.
-                let joiner = unsafe { (*self.joiner.get()).take() };
-                if let Some(w) = joiner {
-                    w.wake();
+        let mut s = self.join.load(Ordering::Acquire);
+        loop {
+            match s {
+                JOIN_WAITING => {
+                    // SAFETY: the joiner wrote `joiner` before setting
+                    // JOIN_WAITING (release), which our load acquired, and
+                    // never touches it again. Only we move the state on from
+                    // JOIN_WAITING, and the joiner stays blocked in `wait`
+                    // until we do: its waker is still valid to claim.
+                    let wakeup = unsafe { (*self.joiner.get()).take().map(|w| w.claim()) };
+                    self.join.store(JOIN_DONE, Ordering::Release);
+                    if let Some(w) = wakeup {
+                        w.wake();
+                    }
+                    return true;
                 }
-                true
+                JOIN_DETACHED => return false,
+                _ => {}
             }
-            JOIN_DETACHED => false,
-            _ => true,
+            // Pending: the joiner may start waiting or the handle go meanwhile.
+            match self
+                .join
+                .compare_exchange(s, JOIN_DONE, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
         }
     }
 
@@ -356,6 +375,26 @@ impl TaskRef {
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: our reference keeps the cell alive.
         unsafe { self.ptr.as_ref() }
+    }
+
+    /// The cell's address, for a reference that is not counted.
+    pub(crate) fn as_ptr(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    /// Gives up this reference without releasing it: from now on the one
+    /// who calls [`from_raw`](Self::from_raw) with the address owns it.
+    pub(crate) fn into_raw(self) -> NonNull<Header> {
+        core::mem::ManuallyDrop::new(self).ptr
+    }
+
+    /// Takes over a reference given up by [`into_raw`](Self::into_raw).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `into_raw`, and that reference is taken over once.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<Header>) -> TaskRef {
+        TaskRef { ptr }
     }
 
     /// Runs the task's closure (see `Vtable::run`).

@@ -26,6 +26,7 @@
 mod maintain;
 
 use core::cell::{Cell, RefCell};
+use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -33,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cells::CellCache;
-use super::raw::{NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
+use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
 use super::runtime::{Shard, Shared};
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
@@ -140,9 +141,10 @@ pub(crate) fn current() -> Option<&'static Worker> {
     (!w.is_null()).then(|| unsafe { &*w })
 }
 
-/// The task running on the calling thread, if any.
-pub(crate) fn current_task() -> Option<TaskRef> {
-    current().and_then(|w| w.running.borrow().clone())
+/// The task running on the calling thread, if any (an address, not a
+/// counted reference: valid while the task runs, or blocks).
+pub(crate) fn current_task() -> Option<NonNull<Header>> {
+    current().and_then(|w| w.running.borrow().as_ref().map(TaskRef::as_ptr))
 }
 
 /// Runs `f` with the info of the task running here, if any.
@@ -357,7 +359,7 @@ impl Worker {
             due.push(timers.pop().expect("peeked").0.task);
         }
         drop(timers);
-        due.into_iter().for_each(super::park::wake_task);
+        due.iter().for_each(super::park::wake_task);
     }
 
     /// Sleeps until there is work, a timer is due or the runtime shuts down.
@@ -438,12 +440,20 @@ impl Worker {
                 self.ready.borrow_mut().push_back(task);
             }
             Why::Park => {
-                if h.state
+                // Our reference goes to the PARKED state, for the wake to
+                // take over (`park`).
+                let parked = task.into_raw();
+                // SAFETY: the reference given up above keeps the cell alive
+                // until the state is PARKED; we do not touch it after that.
+                let state = unsafe { &parked.as_ref().state };
+                if state
                     .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
                 {
                     // Woken before it was fully parked: run it again.
-                    h.state.store(RUNNING, Ordering::Relaxed);
+                    state.store(RUNNING, Ordering::Relaxed);
+                    // SAFETY: not parked, so the reference is still ours.
+                    let task = unsafe { TaskRef::from_raw(parked) };
                     self.ready.borrow_mut().push_back(task);
                 }
             }
@@ -527,7 +537,8 @@ impl Worker {
     }
 
     /// At shutdown: drops every queued task (a task that never ran drops
-    /// its closure; one that ran keeps its stack, see `Context`). No borrow
+    /// its closure; one that ran keeps its stack, see `Context`; a parked
+    /// one keeps its cell too, held by its park state). No borrow
     /// is held while they drop: their destructors are user code.
     fn drain(&self) {
         let ready = core::mem::take(&mut *self.ready.borrow_mut());
