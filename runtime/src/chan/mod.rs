@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 use lock::{SpinGuard, SpinLock};
-use wait::{WaitList, Waiter};
+use wait::{Completion, WaitList, Waiter};
 
 use crate::task::{Wakeup, park, park_until};
 
@@ -125,8 +125,9 @@ impl<T> Inner<T> {
     }
 
     /// Sends without waiting: to a waiting receiver, or into the queue.
-    /// Returns the receiver's wake, or the message if the queue is full.
-    fn offer(&mut self, msg: T) -> Result<Option<Wakeup>, T> {
+    /// Returns the receiver's completion, or the message if the queue is
+    /// full.
+    fn offer(&mut self, msg: T) -> Result<Option<Completion>, T> {
         match self.recv_wait.give(msg) {
             Ok(receiver) => Ok(Some(receiver)),
             Err(msg) if self.has_room() => {
@@ -138,8 +139,9 @@ impl<T> Inner<T> {
     }
 
     /// Receives without waiting; the slot it frees goes to the oldest
-    /// waiting sender's message. Returns the message and the sender's wake.
-    fn poll(&mut self) -> Option<(T, Option<Wakeup>)> {
+    /// waiting sender's message. Returns the message and the sender's
+    /// completion.
+    fn poll(&mut self) -> Option<(T, Option<Completion>)> {
         let msg = self.queue.pop_front()?;
         let sender = self.send_wait.take().map(|(queued, sender)| {
             self.queue.push_back(queued);
@@ -160,10 +162,11 @@ pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
 }
 
-/// Finishes the wake `w`, if any: called after the channel lock is released.
-fn wake(w: Option<Wakeup>) {
-    if let Some(w) = w {
-        w.wake();
+/// Finishes the completion `c`, if any: called after the channel lock is
+/// released.
+fn wake(c: Option<Completion>) {
+    if let Some(c) = c {
+        c.finish();
     }
 }
 

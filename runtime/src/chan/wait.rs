@@ -9,23 +9,39 @@
 //!
 //! Protocol: every access to a registered waiter by anyone but its owner
 //! happens under the channel lock, and ends with the waiter removed from
-//! the list; completing it claims its waker (`task::Waker::claim`, while
-//! the owner is still blocked) and then sets `done` (release). The owner
-//! keeps the waiter in place until it is removed: it returns only after
-//! seeing `done` (acquire; the completer no longer touches it) or after
-//! removing the entry itself under the lock.
+//! the list, except the last steps of a completion. Completing a waiter
+//! moves the message and sets its state to `CLAIMING` under the lock; after
+//! unlocking, the completer claims the owner's waker
+//! (`task::Waker::claim`, valid because the owner is still blocked) and
+//! sets `DONE` (release). The owner keeps the waiter in place until it is
+//! removed: it returns only after seeing `DONE` (acquire; the completer no
+//! longer touches it), waiting out a `CLAIMING` state (a few instructions
+//! of another thread), or after removing the entry itself under the lock.
+//! Claiming outside the lock keeps an atomic operation on the owner's
+//! cache line out of the critical section: a producer and a consumer task
+//! on two workers, through `bounded(64)` (`examples/pipeline.rs`, 4 runs
+//! each) measured 73-103 ns per message with the claim under the lock,
+//! 69-74 ns with it here, and 64-72 ns with counted wakers claimed after
+//! unlocking.
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 use std::collections::VecDeque;
 
 use crate::task::{Waker, Wakeup};
 
+/// `Waiter::state`: registered and not completed.
+const WAITING: u8 = 0;
+/// Completed under the lock; the completer is about to claim the waker.
+const CLAIMING: u8 = 1;
+/// Completed: the waiter is the owner's alone again.
+const DONE: u8 = 2;
+
 /// One blocked send or receive.
 pub(super) struct Waiter<T> {
-    /// Set by the side that completed the operation.
-    done: AtomicBool,
+    /// Moved on from `WAITING` by the side that completes the operation.
+    state: AtomicU8,
     /// Who to wake; taken when the entry is removed by another side.
     waker: UnsafeCell<Option<Waker>>,
     /// A blocked sender's message until a receiver takes it; the message a
@@ -37,7 +53,7 @@ impl<T> Waiter<T> {
     /// A waiter for the calling task or thread, holding `msg` if it sends.
     pub(super) fn new(msg: Option<T>) -> Waiter<T> {
         Waiter {
-            done: AtomicBool::new(false),
+            state: AtomicU8::new(WAITING),
             waker: UnsafeCell::new(Some(Waker::current())),
             msg: UnsafeCell::new(msg),
         }
@@ -46,7 +62,15 @@ impl<T> Waiter<T> {
     /// Whether another side completed the operation; after `true`, the
     /// waiter is the owner's alone.
     pub(super) fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                WAITING => return false,
+                DONE => return true,
+                // The completer released the lock and is claiming our
+                // waker: it needs no lock to finish.
+                _ => std::thread::yield_now(),
+            }
+        }
     }
 
     /// Takes the message out: a receiver's after `is_done`, or a sender's
@@ -102,34 +126,32 @@ impl<T> WaitList<T> {
     }
 
     /// Completes the oldest waiting receiver with `msg`; gives the message
-    /// back if none waits. Returns the wake to finish once the lock is
+    /// back if none waits. The completion is finished once the lock is
     /// released.
-    pub(super) fn give(&mut self, msg: T) -> Result<Wakeup, T> {
+    pub(super) fn give(&mut self, msg: T) -> Result<Completion, T> {
         let Some((_, w)) = self.entries.pop_front() else {
             return Err(msg);
         };
         // SAFETY: a registered waiter is alive and in place, and the caller
-        // holds the channel lock (the module's protocol); done is set last,
-        // after which we never touch it again.
+        // holds the channel lock (the module's protocol).
         unsafe {
             let w = w.as_ref();
             *w.msg.get() = Some(msg);
-            let wakeup = claim(w);
-            w.done.store(true, Ordering::Release);
-            Ok(wakeup)
+            Ok(complete(w))
         }
     }
 
     /// Completes the oldest waiting sender by taking its message.
-    pub(super) fn take(&mut self) -> Option<(T, Wakeup)> {
+    pub(super) fn take(&mut self) -> Option<(T, Completion)> {
         let (_, w) = self.entries.pop_front()?;
         // SAFETY: as in `give`.
         unsafe {
             let w = w.as_ref();
             let msg = (*w.msg.get()).take();
-            let wakeup = claim(w);
-            w.done.store(true, Ordering::Release);
-            Some((msg.expect("a blocked sender holds its message"), wakeup))
+            Some((
+                msg.expect("a blocked sender holds its message"),
+                complete(w),
+            ))
         }
     }
 
@@ -151,13 +173,60 @@ impl<T> WaitList<T> {
 /// # Safety
 ///
 /// The caller holds the channel lock and `w` is still registered (so its
-/// owner is blocked, and stays so until the lock is released or `done` is
-/// set); called once per registration.
+/// owner is blocked, and stays so until the lock is released); called once
+/// per registration.
 unsafe fn claim<T>(w: &Waiter<T>) -> Wakeup {
+    // SAFETY: by the contract, only we touch `waker`, and the owner is
+    // blocked in this operation.
+    unsafe { take_waker(w).claim() }
+}
+
+/// Takes the waker of a registered waiter.
+///
+/// # Safety
+///
+/// As for [`claim`].
+unsafe fn take_waker<T>(w: &Waiter<T>) -> Waker {
     // SAFETY: only the completer touches `waker` of a registered waiter,
     // under the lock.
     let waker = unsafe { (*w.waker.get()).take() };
-    let waker = waker.expect("a registered waiter has its waker");
-    // SAFETY: by the contract, the owner is blocked in this operation.
-    unsafe { waker.claim() }
+    waker.expect("a registered waiter has its waker")
+}
+
+/// Marks a registered waiter `CLAIMING`; the returned completion claims its
+/// waker and marks it `DONE` after the lock is released.
+///
+/// # Safety
+///
+/// As for [`claim`], the message already moved.
+unsafe fn complete<T>(w: &Waiter<T>) -> Completion {
+    // SAFETY: by the contract.
+    let waker = unsafe { take_waker(w) };
+    w.state.store(CLAIMING, Ordering::Relaxed);
+    Completion {
+        state: NonNull::from(&w.state),
+        waker,
+    }
+}
+
+/// A waiter completed under the channel lock whose owner is not yet let go:
+/// [`finish`](Self::finish) it once the lock is released. Until then the
+/// owner waits (its state is `CLAIMING`).
+#[must_use = "the owner of the waiter waits until the completion is finished"]
+pub(super) struct Completion {
+    state: NonNull<AtomicU8>,
+    waker: Waker,
+}
+
+impl Completion {
+    /// Wakes the owner and lets it go.
+    pub(super) fn finish(self) {
+        // SAFETY: the owner cannot return before it sees DONE, set below,
+        // so it is still blocked in the operation.
+        let wakeup = unsafe { self.waker.claim() };
+        // SAFETY: the waiter stays in place until its owner sees DONE; this
+        // store is our last access to it.
+        unsafe { self.state.as_ref() }.store(DONE, Ordering::Release);
+        wakeup.wake();
+    }
 }
