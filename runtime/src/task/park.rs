@@ -13,11 +13,11 @@
 //! read-modify-writes per blocking operation (clone, then drop once the
 //! task ran), a third of a channel ping-pong's. The price is one rule: the
 //! other side claims a waker while its owner is certainly still blocked in
-//! the operation that registered it (under the channel lock, before it
-//! completes the operation; before the join state says done), since the
-//! owner may return, finish and be freed as soon as it can see the
-//! operation completed. It acts on the claim ([`Wakeup::wake`]) afterwards,
-//! once its lock is released.
+//! the operation that registered it (a completed channel waiter is marked
+//! `CLAIMING` until then, see `chan::wait`; a join completion claims before
+//! its state says done), since the owner may return, finish and be freed
+//! as soon as it can see the operation completed. It acts on the claim
+//! ([`Wakeup::wake`]) afterwards, outside any lock.
 
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
