@@ -107,12 +107,17 @@ pub struct SwitchRecord {
 }
 
 /// Reads the stack pointer. Compiles to one `mov`.
+///
+/// Not `pure`: the reference makes it undefined behaviour for a pure block
+/// to give different outputs for the same inputs, and this one has no
+/// inputs but reads a different rsp at every depth (the compiler could
+/// merge two reads made at different depths).
 #[inline(always)]
 pub fn stack_pointer() -> usize {
     let sp: usize;
     // SAFETY: copies rsp into a register; reads no memory and changes nothing.
     unsafe {
-        asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags, pure));
+        asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
     }
     sp
 }
