@@ -21,7 +21,7 @@ use core::sync::atomic::Ordering::Relaxed;
 const PASS_EVERY: Duration = Duration::from_millis(10);
 
 /// Scheduling rounds between two looks at the clock.
-const CHECK_EVERY: u32 = 64;
+pub(super) const CHECK_EVERY: u32 = 64;
 
 /// A task whose slot has more than this resident goes on the list.
 const LIST_ABOVE: usize = 16 * PAGE_SIZE;
