@@ -48,9 +48,9 @@ const SLOT_BATCH: usize = 64;
 const FAIRNESS_TICK: u32 = 64;
 
 /// Scheduling rounds between two looks beyond the worker's own queues: at
-/// its inbox, timers, the shared queues, idle peers, maintenance and
-/// shutdown. It also looks whenever its own queues are empty. Looking every
-/// round cost about 60 of the 284 instructions of a yield.
+/// timers, the shared queues, idle peers, maintenance and shutdown. It also
+/// looks whenever its own queues are empty or its inbox is not. Looking
+/// every round cost about 60 of the 284 instructions of a yield.
 const LOOK_AROUND_EVERY: u32 = 8;
 
 // Rounds that must look around fall on a look-around round.
@@ -282,7 +282,7 @@ impl Worker {
         loop {
             let tick = self.tick.get().wrapping_add(1);
             self.tick.set(tick);
-            if !tick.is_multiple_of(LOOK_AROUND_EVERY)
+            if !self.look_around(tick)
                 && let Some(task) = self.next_local()
             {
                 self.run_task(task);
@@ -296,6 +296,17 @@ impl Worker {
                 None => self.idle(),
             }
         }
+    }
+
+    /// Whether this round looks beyond the worker's own queues: every
+    /// [`LOOK_AROUND_EVERY`] rounds, and as soon as another thread woke one
+    /// of its tasks (skynet, whose tasks wake parents on the other worker,
+    /// measured 1.5% slower when woken tasks waited for the next look).
+    fn look_around(&self, tick: u32) -> bool {
+        tick.is_multiple_of(LOOK_AROUND_EVERY)
+            || self.shared.workers[self.index]
+                .has_inbox
+                .load(Ordering::Relaxed)
     }
 
     /// The next task from this worker's own queues, looking nowhere else:
