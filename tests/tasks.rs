@@ -272,6 +272,44 @@ fn many_parked(n: usize) {
     assert_eq!(sum, n * (n - 1) / 2 + n);
 }
 
+/// Minor page faults taken by the calling thread so far.
+fn thread_page_faults() -> u64 {
+    use std::io::Read;
+    // Read into the stack: a heap buffer could take a fault of its own.
+    let mut buf = [0u8; 1024];
+    let mut file = std::fs::File::open("/proc/thread-self/stat").unwrap();
+    let len = file.read(&mut buf).unwrap();
+    let stat = std::str::from_utf8(&buf[..len]).unwrap();
+    // The fields after the command name, which is in parentheses, start
+    // with the state (field 3); minflt is field 10.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+#[test]
+fn spawning_in_steady_state_takes_no_page_fault() {
+    let rt = runtime(1);
+    // The task runs on the worker's thread, where every task of this
+    // runtime runs, so the thread's counter sees all their faults.
+    let (faults, sum) = rt.block_on(|| {
+        let round = || {
+            let handles: Vec<_> = (0..1000u64)
+                .map(|i| growstack::spawn(move || std::hint::black_box(i) * 2))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        };
+        let rounds = |n| (0..n).map(|_| round()).sum::<u64>();
+        // The first rounds fault in the slots, cells and queues (and this
+        // task's stack down to the depth of a round).
+        rounds(5);
+        let before = thread_page_faults();
+        let sum = rounds(200);
+        (thread_page_faults() - before, sum)
+    });
+    assert_eq!(sum, 200 * 999 * 1000);
+    assert_eq!(faults, 0, "200,000 spawns on reused slots took page faults");
+}
+
 #[test]
 fn a_hundred_thousand_tasks_parked_at_once() {
     many_parked(100_000);
