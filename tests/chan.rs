@@ -15,19 +15,6 @@ fn runtime() -> Runtime {
 }
 
 #[test]
-fn threads_to_threads_in_order() {
-    let (tx, rx) = chan::bounded(3);
-    let producer = std::thread::spawn(move || {
-        for i in 0..10_000u32 {
-            tx.send(i).unwrap();
-        }
-    });
-    let got: Vec<u32> = rx.iter().collect();
-    producer.join().unwrap();
-    assert_eq!(got, (0..10_000).collect::<Vec<_>>());
-}
-
-#[test]
 fn tasks_and_threads_talk_both_ways() {
     let rt = runtime();
     let (to_task, task_rx) = chan::bounded::<u64>(2);
@@ -77,27 +64,6 @@ fn many_producers_many_consumers_each_message_once() {
         .collect();
     all.sort_unstable();
     assert_eq!(all, (0..10_000).collect::<Vec<_>>());
-}
-
-#[test]
-fn try_operations_report_full_empty_and_disconnected() {
-    let (tx, rx) = chan::bounded(1);
-    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-    tx.try_send(1).unwrap();
-    assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
-    assert_eq!(rx.len(), 1);
-    assert_eq!(rx.try_recv(), Ok(1));
-    drop(rx);
-    assert_eq!(tx.try_send(3), Err(TrySendError::Disconnected(3)));
-    assert_eq!(tx.send(4), Err(SendError(4)));
-
-    let (tx, rx) = chan::unbounded();
-    tx.send(5).unwrap();
-    drop(tx);
-    // Messages sent before the disconnect are still delivered.
-    assert_eq!(rx.try_recv(), Ok(5));
-    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
-    assert_eq!(rx.recv(), Err(RecvError));
 }
 
 #[test]
@@ -171,37 +137,6 @@ fn recv_timeout_times_out_in_tasks_and_threads_and_delivers_otherwise() {
         rx.recv_timeout(Duration::from_secs(60)),
         Err(RecvTimeoutError::Disconnected)
     );
-}
-
-#[test]
-fn messages_left_in_a_dropped_channel_are_dropped() {
-    let drops = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = chan::unbounded();
-    for _ in 0..5 {
-        tx.send(CountDrop(drops.clone())).unwrap();
-    }
-    drop(rx.try_recv().unwrap());
-    assert_eq!(drops.load(Ordering::SeqCst), 1);
-    drop((tx, rx));
-    assert_eq!(drops.load(Ordering::SeqCst), 5);
-}
-
-#[test]
-fn iterators_stop_where_they_should() {
-    let (tx, rx) = chan::unbounded();
-    for i in 0..3 {
-        tx.send(i).unwrap();
-    }
-    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
-    tx.send(3).unwrap();
-    drop(tx);
-    assert_eq!(rx.into_iter().collect::<Vec<_>>(), [3]);
-}
-
-#[test]
-#[should_panic(expected = "zero-capacity (rendezvous) channels are not supported")]
-fn bounded_zero_is_refused() {
-    let _ = chan::bounded::<u8>(0);
 }
 
 #[test]
@@ -334,4 +269,136 @@ fn timeouts_racing_deliveries_lose_and_duplicate_no_message() {
     assert_eq!(all, (0..4 * PER_PRODUCER).collect::<Vec<_>>());
     assert_eq!(drops.load(Ordering::SeqCst), 4 * PER_PRODUCER as usize);
     assert!(timeouts > 0, "the producers pause: receivers time out");
+}
+
+/// Channels without a runtime: plain threads only, no assembly, so that
+/// Miri can run these and check the waiter protocol for data races and
+/// aliasing: `cargo +nightly miri test --test chan -- without_runtime`.
+mod without_runtime {
+    use super::*;
+
+    #[test]
+    fn threads_to_threads_in_order() {
+        let n: u32 = if cfg!(miri) { 200 } else { 10_000 };
+        let (tx, rx) = chan::bounded(3);
+        let producer = std::thread::spawn(move || {
+            for i in 0..n {
+                tx.send(i).unwrap();
+            }
+        });
+        let got: Vec<u32> = rx.iter().collect();
+        producer.join().unwrap();
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn try_operations_report_full_empty_and_disconnected() {
+        let (tx, rx) = chan::bounded(1);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        tx.try_send(1).unwrap();
+        assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
+        assert_eq!(rx.len(), 1);
+        assert_eq!(rx.try_recv(), Ok(1));
+        drop(rx);
+        assert_eq!(tx.try_send(3), Err(TrySendError::Disconnected(3)));
+        assert_eq!(tx.send(4), Err(SendError(4)));
+
+        let (tx, rx) = chan::unbounded();
+        tx.send(5).unwrap();
+        drop(tx);
+        // Messages sent before the disconnect are still delivered.
+        assert_eq!(rx.try_recv(), Ok(5));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(rx.recv(), Err(RecvError));
+    }
+
+    #[test]
+    fn messages_left_in_a_dropped_channel_are_dropped() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = chan::unbounded();
+        for _ in 0..5 {
+            tx.send(CountDrop(drops.clone())).unwrap();
+        }
+        drop(rx.try_recv().unwrap());
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop((tx, rx));
+        assert_eq!(drops.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn iterators_stop_where_they_should() {
+        let (tx, rx) = chan::unbounded();
+        for i in 0..3 {
+            tx.send(i).unwrap();
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
+        tx.send(3).unwrap();
+        drop(tx);
+        assert_eq!(rx.into_iter().collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    #[should_panic(expected = "zero-capacity (rendezvous) channels are not supported")]
+    fn bounded_zero_is_refused() {
+        let _ = chan::bounded::<u8>(0);
+    }
+
+    /// Plain threads only: no runtime and no assembly, so Miri can run it and
+    /// check the waiter protocol for data races and aliasing
+    /// (`cargo +nightly miri test --test chan -- threads_`). Senders and
+    /// receivers block on a one-slot channel, receivers time out meanwhile,
+    /// and the channel disconnects under them.
+    #[test]
+    fn threads_block_time_out_and_disconnect_without_losing_a_message() {
+        let per_producer: u32 = if cfg!(miri) { 30 } else { 3000 };
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = chan::bounded(1);
+        let producers: Vec<_> = (0..2u32)
+            .map(|p| {
+                let tx = tx.clone();
+                let drops = drops.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per_producer {
+                        tx.send((p, i, CountDrop(drops.clone()))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        match rx.recv_timeout(Duration::from_micros(20)) {
+                            Ok((p, i, _drop)) => got.push((p, i)),
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Disconnected) => return got,
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(rx);
+        for p in producers {
+            p.join().unwrap();
+        }
+        let mut all = Vec::new();
+        for c in consumers {
+            let got = c.join().unwrap();
+            // One consumer sees each producer's messages in the order sent.
+            for p in 0..2 {
+                let mine: Vec<u32> = got.iter().filter(|m| m.0 == p).map(|m| m.1).collect();
+                assert!(mine.is_sorted(), "producer {p} out of order: {mine:?}");
+            }
+            all.extend(got);
+        }
+        all.sort_unstable();
+        let expected: Vec<(u32, u32)> = (0..2)
+            .flat_map(|p| (0..per_producer).map(move |i| (p, i)))
+            .collect();
+        assert_eq!(all, expected);
+        assert_eq!(drops.load(Ordering::SeqCst), 2 * per_producer as usize);
+    }
 }
