@@ -109,8 +109,9 @@ pub(crate) struct Worker {
     sched_sp: Cell<usize>,
     why: Cell<Why>,
     tick: Cell<u32>,
-    /// A task yielded (or was preempted): give new tasks the next turn, so
-    /// that tasks that yield in a loop cannot starve them.
+    /// A task yielded (or was preempted): give new tasks the next turn (a
+    /// new task of this worker's, or on a look-around round any new task),
+    /// so that tasks that yield in a loop cannot starve them.
     prefer_new: Cell<bool>,
 }
 
