@@ -182,6 +182,63 @@ fn a_task_never_changes_thread_after_its_first_run() {
 }
 
 #[test]
+fn a_task_yielding_in_a_loop_starves_no_one() {
+    const LOCAL: usize = 1;
+    const TIMER: usize = 2;
+    const FROM_OUTSIDE: usize = 4;
+    const WOKEN_FROM_A_THREAD: usize = 8;
+    const ALL: usize = 15;
+    let rt = runtime(1);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mark = |bit: usize| {
+        let seen = seen.clone();
+        move || {
+            seen.fetch_or(bit, Ordering::SeqCst);
+        }
+    };
+    let (wake_tx, wake_rx) = chan::bounded::<()>(1);
+    let parked = {
+        let mark = mark(WOKEN_FROM_A_THREAD);
+        rt.spawn(move || {
+            wake_rx.recv().unwrap();
+            mark();
+        })
+    };
+    let spinner = {
+        let seen = seen.clone();
+        let (local, timer) = (mark(LOCAL), mark(TIMER));
+        rt.spawn(move || {
+            let local = growstack::spawn(local);
+            let sleeper = growstack::spawn(move || {
+                growstack::sleep(Duration::from_millis(2));
+                timer();
+            });
+            // Gives up rather than hang if some task never gets a turn.
+            let mut yields = 0u64;
+            while seen.load(Ordering::SeqCst) != ALL && yields < 50_000_000 {
+                growstack::yield_now();
+                yields += 1;
+            }
+            let seen_while_yielding = seen.load(Ordering::SeqCst);
+            local.join().unwrap();
+            sleeper.join().unwrap();
+            (seen_while_yielding, yields)
+        })
+    };
+    // The worker only yields between the spinner and whoever else is
+    // ready: these come through its injector and its inbox.
+    let from_outside = rt.spawn(mark(FROM_OUTSIDE));
+    wake_tx.send(()).unwrap();
+    let (seen_while_yielding, yields) = spinner.join().unwrap();
+    assert_eq!(
+        seen_while_yielding, ALL,
+        "someone starved during {yields} yields"
+    );
+    from_outside.join().unwrap();
+    parked.join().unwrap();
+}
+
+#[test]
 fn sleeping_tasks_wake_in_deadline_order() {
     let rt = runtime(1);
     let (tx, rx) = chan::unbounded();
