@@ -67,7 +67,10 @@ impl<T> Waiter<T> {
                 WAITING => return false,
                 DONE => return true,
                 // The completer released the lock and is claiming our
-                // waker: it needs no lock to finish.
+                // waker: it needs no lock to finish. The thread yields,
+                // not the task: we may hold the channel lock, and another
+                // task of our worker waiting for it would never let us
+                // run again.
                 _ => std::thread::yield_now(),
             }
         }
