@@ -225,8 +225,8 @@ fn a_task_yielding_in_a_loop_starves_no_one() {
             (seen_while_yielding, yields)
         })
     };
-    // The worker only yields between the spinner and whoever else is
-    // ready: these come through its injector and its inbox.
+    // From outside the runtime: a task through the injector, and a wake
+    // through the worker's inbox.
     let from_outside = rt.spawn(mark(FROM_OUTSIDE));
     wake_tx.send(()).unwrap();
     let (seen_while_yielding, yields) = spinner.join().unwrap();
