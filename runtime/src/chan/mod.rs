@@ -164,7 +164,7 @@ pub struct Receiver<T> {
 
 /// Finishes the completion `c`, if any: called after the channel lock is
 /// released.
-fn wake(c: Option<Completion>) {
+fn finish(c: Option<Completion>) {
     if let Some(c) = c {
         c.finish();
     }
@@ -181,7 +181,7 @@ impl<T> Sender<T> {
         let msg = match inner.offer(msg) {
             Ok(receiver) => {
                 drop(inner);
-                wake(receiver);
+                finish(receiver);
                 return Ok(());
             }
             Err(msg) => msg,
@@ -219,7 +219,7 @@ impl<T> Sender<T> {
         }
         let receiver = inner.offer(msg).map_err(TrySendError::Full)?;
         drop(inner);
-        wake(receiver);
+        finish(receiver);
         Ok(())
     }
 
@@ -254,7 +254,7 @@ impl<T> Receiver<T> {
         match inner.poll() {
             Some((msg, sender)) => {
                 drop(inner);
-                wake(sender);
+                finish(sender);
                 Ok(msg)
             }
             None if inner.senders == 0 => Err(TryRecvError::Disconnected),
@@ -280,7 +280,7 @@ impl<T> Receiver<T> {
         let mut inner = self.chan.lock();
         if let Some((msg, sender)) = inner.poll() {
             drop(inner);
-            wake(sender);
+            finish(sender);
             return Ok(msg);
         }
         if inner.senders == 0 {
