@@ -72,12 +72,14 @@ impl ThreadStack {
     }
 
     /// Makes `chain` (a task's, owned by the caller) the running one and
-    /// its limit the guard, until [`ThreadStack::run_native`].
+    /// its limit the guard, until [`ThreadStack::run_native`] or the next
+    /// `run_chain`.
     ///
     /// # Safety
     ///
-    /// `chain` must stay valid and be used by nothing else until the thread
-    /// switches back to its native stack and calls `run_native`.
+    /// `chain` must stay valid and be used by nothing else until then; the
+    /// caller switches to the stack it describes before anything checks
+    /// the guard.
     pub(crate) unsafe fn run_chain(&mut self, chain: *mut Chain) {
         self.running = chain;
         // SAFETY: valid by the caller's contract.

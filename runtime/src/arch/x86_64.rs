@@ -77,6 +77,12 @@ use core::arch::{asm, global_asm};
 // address stores the scheduler's sp in the link, moves rsp past the resume
 // address and pops rbx and rbp.
 //
+// A task may also hand the worker straight to another suspended task
+// ([`switch`]): it saves itself as `suspend` does and `jmp`s to the other's
+// resume address, passing as the link the word where it just saved its own
+// sp, so the link itself keeps the scheduler's sp. The scheduler's `call`
+// is then matched by the `ret` of whichever task suspends to it next.
+//
 // A task that never ran has, at the top of its stack (built by
 // [`init_stack`]):
 //
@@ -215,6 +221,53 @@ pub unsafe fn suspend(save: *mut usize, link: *mut usize) {
             inout("rdi") save => _,
             inout("rsi") link => _,
             out("rax") _,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("C"),
+        );
+    }
+}
+
+/// Switches from the running task straight to another suspended one,
+/// without going through the scheduler: stores the running task's stack
+/// pointer in `*save`, as [`suspend`] does, and resumes the task whose
+/// saved stack pointer is `sp`, as [`resume`] does. Returns when the
+/// running task is resumed again, by either.
+///
+/// The code at the resume address stores "the resumer's stack pointer" in
+/// the word rsi points to: here that is `save`, which holds that value
+/// already, so the link keeps the scheduler's stack pointer and the resumed
+/// task later suspends to it as usual. It is entered with a `jmp`, not a
+/// `call`: there is no scheduler frame to return to.
+///
+/// # Safety
+///
+/// Must run on a task's stack, resumed with a link; `sp` must be a task
+/// stack pointer stored by [`suspend`] or [`switch`] and not resumed since,
+/// of a task that was resumed with the same link before and whose stack
+/// stays valid while it runs; `save` must be valid for a write.
+#[inline(always)]
+pub unsafe fn switch(save: *mut usize, sp: usize) {
+    // SAFETY: by the contract; registers as in `resume`.
+    unsafe {
+        asm!(
+            "push rbp",
+            "push rbx",
+            "lea rcx, [rip + 2f]",
+            "push rcx",
+            "mov [rdi], rsp",
+            "mov rsi, rdi",
+            "jmp [rax]",
+            // Resumed: rax = our saved sp, rsi = the link or a `save`.
+            "2:",
+            "mov [rsi], rsp",
+            "lea rsp, [rax + 8]",
+            "pop rbx",
+            "pop rbp",
+            inout("rdi") save => _,
+            inout("rax") sp => _,
             out("r12") _,
             out("r13") _,
             out("r14") _,

@@ -60,16 +60,17 @@ impl Worker {
         }
     }
 
-    /// After a task was suspended (not finished): updates its share of the
-    /// resident estimate and lists it if it grew.
-    pub(super) fn note_suspended(&self, task: &super::TaskRef) {
-        // SAFETY: the task was just suspended by this worker, which alone
+    /// After a task was suspended (not finished) with its stack pointer at
+    /// `sp`: updates its share of the resident estimate and lists it if it
+    /// grew.
+    pub(super) fn note_suspended(&self, task: &super::TaskRef, sp: usize) {
+        // SAFETY: the task is being suspended by this worker, which alone
         // touches its context.
         let ctx = unsafe { &mut *task.header().ctx.get() };
         let Some(chain) = ctx.chain.as_mut() else {
             return;
         };
-        chain.note_sp(ctx.sp);
+        chain.note_sp(sp);
         if !ctx.listed && (chain.has_segments() || chain.first_counted() > LIST_ABOVE) {
             ctx.listed = true;
             self.grown.borrow_mut().push(task.clone());
