@@ -19,14 +19,14 @@ use core::any::Any;
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use super::cells;
 
 use super::park::Waker;
-use super::runtime::Shard;
+use super::runtime::{Remote, Shard};
 use crate::stack::{Chain, Slot};
 use crate::stats;
 
@@ -46,9 +46,6 @@ const JOIN_PENDING: u8 = 0;
 const JOIN_WAITING: u8 = 1;
 const JOIN_DONE: u8 = 2;
 const JOIN_DETACHED: u8 = 3;
-
-/// `Header::worker` of a task that has not run yet.
-pub(crate) const NO_WORKER: usize = usize::MAX;
 
 /// What diagnostics say about a task.
 pub(crate) struct TaskInfo {
@@ -99,11 +96,13 @@ pub(crate) struct Header {
     /// Written by the joiner before it sets `JOIN_WAITING`; taken by the
     /// completion after it sees that state.
     joiner: UnsafeCell<Option<Waker>>,
-    /// The worker the task is pinned to from its first run on.
-    pub(crate) worker: AtomicUsize,
+    /// The worker the task is pinned to from its first run on (the part of
+    /// it other threads reach); null before.
+    pub(crate) pinned: AtomicPtr<Remote>,
     pub(crate) info: TaskInfo,
-    /// Keeps the runtime alive while the task may be woken.
-    pub(crate) shard: Arc<Shard>,
+    /// Keeps the runtime alive while the task may be woken (and with it
+    /// the worker `pinned` points to).
+    _shard: Arc<Shard>,
     pub(crate) ctx: UnsafeCell<Context>,
 }
 
@@ -116,9 +115,9 @@ impl Header {
             state: AtomicU8::new(RUNNING),
             join: AtomicU8::new(JOIN_PENDING),
             joiner: UnsafeCell::new(None),
-            worker: AtomicUsize::new(NO_WORKER),
+            pinned: AtomicPtr::new(core::ptr::null_mut()),
             info,
-            shard,
+            _shard: shard,
             ctx: UnsafeCell::new(Context {
                 sp: 0,
                 slot: None,

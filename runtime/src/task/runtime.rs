@@ -700,7 +700,7 @@ pub fn shrink_now() {
     let here = worker::current().filter(|_| worker::current_task().is_none());
     let mine = here.map(|w| {
         w.shrink_here();
-        core::ptr::from_ref(&w.shared().workers[w.index])
+        core::ptr::from_ref(w.remote())
     });
     let runtimes: Vec<Arc<Shared>> = lock(&RUNTIMES).iter().filter_map(Weak::upgrade).collect();
     let (done_tx, done_rx) = chan::unbounded();

@@ -30,7 +30,7 @@ impl Worker {
     /// Called every scheduling round: answers shrink requests, and runs a
     /// periodic pass when one is due.
     pub(super) fn maybe_maintain(&self, tick: u32) {
-        let remote = &self.shared.workers[self.index];
+        let remote = &self.remote();
         if remote.has_shrink_request() {
             self.pass(Pass::Now);
             remote.answer_shrink_requests();
@@ -48,7 +48,7 @@ impl Worker {
     /// see a segment used just before the first as unused since the
     /// previous pass, defeating the hysteresis.
     pub(super) fn maintain_idle(&self) {
-        let remote = &self.shared.workers[self.index];
+        let remote = &self.remote();
         if remote.has_shrink_request() {
             self.pass(Pass::Now);
             remote.answer_shrink_requests();

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::cells::CellCache;
 use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
-use super::runtime::{Shard, Shared};
+use super::runtime::{Remote, Shard, Shared};
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
 use crate::{arch, guard, signal, stats};
@@ -96,6 +96,8 @@ enum Why {
 
 pub(crate) struct Worker {
     pub(crate) index: usize,
+    /// `shared.workers[index]`, the part of this worker other threads reach.
+    remote: *const Remote,
     /// This worker's share of the runtime, given to the tasks it spawns.
     pub(crate) shard: Arc<Shard>,
     shared: Arc<Shared>,
@@ -186,16 +188,13 @@ pub(crate) fn with_current_info<R>(f: impl FnOnce(Option<&TaskInfo>) -> R) -> R 
 /// Queues a task that was just made runnable (`PARKED` to `RUNNING`) on the
 /// worker it is pinned to.
 pub(crate) fn schedule(task: TaskRef) {
-    let h = task.header();
-    let index = h.worker.load(Ordering::Relaxed);
+    let pinned = task.header().pinned.load(Ordering::Relaxed);
     match current() {
-        Some(w) if w.index == index && Arc::ptr_eq(&w.shared, &h.shard.shared) => {
-            w.ready.borrow_mut().push_back(task);
-        }
-        _ => {
-            let shard = Arc::clone(&h.shard);
-            shard.shared.workers[index].push_remote(task);
-        }
+        Some(w) if core::ptr::eq(w.remote, pinned) => w.ready.borrow_mut().push_back(task),
+        // SAFETY: a task that parked has run, so it is pinned; its worker's
+        // `Remote` lives in its runtime's `Shared`, which the task keeps
+        // alive (`Header::shard`) while we hold it.
+        _ => unsafe { &*pinned }.push_remote(task),
     }
 }
 
@@ -254,7 +253,7 @@ pub(crate) fn yield_task() -> bool {
 /// returns true.
 pub(crate) fn preempt_point() -> bool {
     let Some(w) = current() else { return false };
-    if w.running.borrow().is_none() || !w.shared.workers[w.index].take_preempt() {
+    if w.running.borrow().is_none() || !w.remote().take_preempt() {
         return false;
     }
     stats::PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
@@ -266,10 +265,10 @@ impl Worker {
     /// The worker thread's body: runs tasks until the runtime shuts down.
     pub(crate) fn run(index: usize, shard: Arc<Shard>) {
         let thread = thread::current().expect("a new thread has its stack state");
-        let remote = &shard.shared.workers[index];
-        remote.publish_guard(guard::cell());
+        let remote: *const Remote = &shard.shared.workers[index];
         let worker = Worker {
             index,
+            remote,
             shared: Arc::clone(&shard.shared),
             shard,
             thread,
@@ -289,10 +288,11 @@ impl Worker {
             tick: Cell::new(0),
             prefer_new: Cell::new(false),
         };
+        worker.remote().publish_guard(guard::cell());
         WORKER.with(|w| w.set(&worker));
         worker.schedule_loop();
         WORKER.with(|w| w.set(core::ptr::null()));
-        worker.shared.workers[index].publish_guard(core::ptr::null());
+        worker.remote().publish_guard(core::ptr::null());
         worker.drain();
     }
 
@@ -321,10 +321,7 @@ impl Worker {
     /// of its tasks (skynet, whose tasks wake parents on the other worker,
     /// measured 1.5% slower when woken tasks waited for the next look).
     fn look_around(&self, tick: u32) -> bool {
-        tick.is_multiple_of(LOOK_AROUND_EVERY)
-            || self.shared.workers[self.index]
-                .has_inbox
-                .load(Ordering::Relaxed)
+        tick.is_multiple_of(LOOK_AROUND_EVERY) || self.remote().has_inbox.load(Ordering::Relaxed)
     }
 
     /// The next task from this worker's own queues, looking nowhere else:
@@ -348,7 +345,7 @@ impl Worker {
         {
             return Some(task);
         }
-        let remote = &self.shared.workers[self.index];
+        let remote = &self.remote();
         if remote.has_inbox.load(Ordering::Acquire) {
             remote.drain_inbox(&mut self.ready.borrow_mut());
         }
@@ -361,16 +358,19 @@ impl Worker {
     fn take_new(&self) -> Option<TaskRef> {
         let newest = self.new.borrow_mut().pop();
         newest
-            .or_else(|| self.shared.workers[self.index].pop_fresh())
+            .or_else(|| self.remote().pop_fresh())
             .or_else(|| self.shared.pop_injected())
+    }
+
+    /// The part of this worker other threads reach.
+    pub(crate) fn remote(&self) -> &Remote {
+        // SAFETY: `remote` points into `shared.workers`, kept alive by
+        // `shared`.
+        unsafe { &*self.remote }
     }
 
     pub(crate) fn cells(&self) -> &CellCache {
         &self.cells
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
     }
 
     /// The id for the next task spawned here.
@@ -399,7 +399,7 @@ impl Worker {
         let older = new.len().div_ceil(2);
         let shared: Vec<TaskRef> = new.drain(..older).collect();
         drop(new);
-        self.shared.workers[self.index].share_fresh(shared.into_iter());
+        self.remote().share_fresh(shared.into_iter());
         self.shared.notify_idle();
     }
 
@@ -430,7 +430,7 @@ impl Worker {
             return;
         }
         let deadline = self.timers.borrow().peek().map(|t| t.0.at);
-        let remote = &self.shared.workers[self.index];
+        let remote = &self.remote();
         self.shared.sleep(remote, deadline, || {
             self.take_new().or_else(|| self.steal()).map(|task| {
                 // Found work after announcing sleep: run it first.
@@ -443,7 +443,7 @@ impl Worker {
     /// true if some came. Meanwhile the worker is not announced as idle, so
     /// whoever gives it work sets a flag and makes no system call.
     fn poll_for_work(&self) -> bool {
-        let remote = &self.shared.workers[self.index];
+        let remote = &self.remote();
         let due = self.timers.borrow().peek().map(|t| t.0.at);
         let start = Instant::now();
         loop {
@@ -481,7 +481,7 @@ impl Worker {
         // SAFETY: `thread` is this thread's stack state (it lives until the
         // thread exits, after `run`).
         unsafe { (*self.thread).run_native() };
-        self.shared.workers[self.index].suspended();
+        self.remote().suspended();
         signal::set_task(core::ptr::null());
         let task = self
             .running
@@ -504,7 +504,7 @@ impl Worker {
     /// Makes `task`, whose stack chain is `chain`, the running one.
     fn enter(&self, task: TaskRef, chain: *mut Chain) {
         signal::set_task(&task.header().info);
-        self.shared.workers[self.index].will_resume();
+        self.remote().will_resume();
         self.ran_since_pass.set(true);
         // The task's reference moves into `running` for the run (the task
         // and `task_main` reach it there) and comes back when it leaves.
@@ -564,7 +564,7 @@ impl Worker {
         // runs it, and this one runs it now.
         let ctx = unsafe { &mut *h.ctx.get() };
         if ctx.slot.is_none() {
-            h.worker.store(self.index, Ordering::Relaxed);
+            h.pinned.store(self.remote.cast_mut(), Ordering::Relaxed);
             let slot = match self.take_slot(h.info.stack_size) {
                 Ok(slot) => slot,
                 Err(err) => {
@@ -676,7 +676,7 @@ impl Worker {
         let timers = core::mem::take(&mut *self.timers.borrow_mut());
         let grown = core::mem::take(&mut *self.grown.borrow_mut());
         drop((ready, new, timers, grown));
-        let remote = &self.shared.workers[self.index];
+        let remote = &self.remote();
         let mut inbox = VecDeque::new();
         remote.drain_inbox(&mut inbox);
         drop(inbox);
