@@ -2,6 +2,7 @@
 //! running (the native one, or that of the task the thread runs now).
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::stack::{self, Chain, Slot};
 use crate::{guard, signal};
@@ -17,6 +18,9 @@ pub(crate) struct ThreadStack {
     g0: Option<Slot>,
     /// Our alternate signal stack, if the thread had none.
     altstack: Option<Slot>,
+    /// This thread's guard (`guard::cell`): a switch writes it without
+    /// looking up the thread-local, a call the compiler does not inline.
+    guard: *const AtomicUsize,
 }
 
 thread_local! {
@@ -58,6 +62,7 @@ impl ThreadStack {
             g0_top: g0.top(),
             g0: Some(g0),
             altstack: signal::ensure_altstack()?,
+            guard: guard::cell(),
         })
     }
 
@@ -83,13 +88,19 @@ impl ThreadStack {
     pub(crate) unsafe fn run_chain(&mut self, chain: *mut Chain) {
         self.running = chain;
         // SAFETY: valid by the caller's contract.
-        unsafe { (*chain).set_guard() };
+        self.set_guard(unsafe { (*chain).guard() });
     }
 
     /// Makes the native chain the running one again.
     pub(crate) fn run_native(&mut self) {
         self.running = &raw mut self.native;
-        self.native.set_guard();
+        self.set_guard(self.native.guard());
+    }
+
+    fn set_guard(&self, value: usize) {
+        // SAFETY: `guard` is this thread's guard, which lives as long as
+        // the thread, and this state is used on this thread only.
+        unsafe { (*self.guard).store(value, Ordering::Relaxed) };
     }
 
     /// The running context's limit (see `Chain`).
