@@ -2,7 +2,9 @@
 //!
 //! - `spawn_join`: spawn 1000 tasks, then join them all (per task), vs
 //!   `may` coroutines and `std::thread`;
-//! - `yield`: one `yield_now` round trip through the scheduler, vs `may`;
+//! - `yield`: one `yield_now` of a task alone on its worker, vs `may`;
+//! - `yield_pair`: two tasks yielding to each other (per round trip: each
+//!   yields once), vs `may`;
 //! - `ping_pong`: two tasks bouncing a message over two channels (per round
 //!   trip), vs `may`;
 //! - `switch`: the bare context switch, one round trip (two switches), vs
@@ -111,6 +113,46 @@ fn yield_round_trip(c: &mut Criterion) {
                     may::coroutine::yield_now();
                 }
                 start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn yield_pair(c: &mut Criterion) {
+    let rt = one_worker();
+    let mut g = c.benchmark_group("yield_pair");
+    g.bench_function("growstack", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(move || {
+                let other =
+                    growstack::spawn(move || (0..iters).for_each(|_| growstack::yield_now()));
+                let start = Instant::now();
+                for _ in 0..iters {
+                    growstack::yield_now();
+                }
+                let elapsed = start.elapsed();
+                other.join().unwrap();
+                elapsed
+            })
+        })
+    });
+    g.bench_function("may", |b| {
+        b.iter_custom(|iters| {
+            may_block_on(move || {
+                // SAFETY: as in may_block_on.
+                let other = unsafe {
+                    may::coroutine::spawn(move || {
+                        (0..iters).for_each(|_| may::coroutine::yield_now())
+                    })
+                };
+                let start = Instant::now();
+                for _ in 0..iters {
+                    may::coroutine::yield_now();
+                }
+                let elapsed = start.elapsed();
+                other.join().unwrap();
+                elapsed
             })
         })
     });
@@ -226,6 +268,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = tasks;
     config = config();
-    targets = spawn_join, yield_round_trip, ping_pong, switch, stream_threads
+    targets = spawn_join, yield_round_trip, yield_pair, ping_pong, switch, stream_threads
 }
 criterion_main!(tasks);
