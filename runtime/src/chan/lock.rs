@@ -61,6 +61,20 @@ pub(super) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
 }
 
+impl<'a, T> SpinGuard<'a, T> {
+    /// Gives up the guard without releasing the lock, and returns the flag
+    /// whose release store of `false` releases it.
+    ///
+    /// # Safety
+    ///
+    /// The lock is released exactly once, through the returned flag, with
+    /// release ordering.
+    pub(super) unsafe fn hand_over(self) -> &'a AtomicBool {
+        let guard = core::mem::ManuallyDrop::new(self);
+        &guard.lock.locked
+    }
+}
+
 impl<T> Deref for SpinGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {

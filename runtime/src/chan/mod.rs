@@ -36,7 +36,7 @@ pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendErr
 use lock::{SpinGuard, SpinLock};
 use wait::{Completion, WaitList, Waiter};
 
-use crate::task::{Wakeup, park, park_until};
+use crate::task::{Wakeup, park_releasing};
 
 /// A channel holding at most `cap` messages: `send` blocks while it is full.
 ///
@@ -162,6 +162,19 @@ pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
 }
 
+/// Parks the calling task or thread until its waiter is woken (or
+/// spuriously, or at `deadline`), releasing the channel lock once it is
+/// parked.
+fn park_holding<T>(inner: SpinGuard<'_, Inner<T>>, deadline: Option<Instant>) {
+    // SAFETY: the guard holds the lock and gives it up to `park_releasing`,
+    // which releases it once; the channel outlives the wait (the caller
+    // holds a sender or receiver). A parked waiter is woken by a completion
+    // or a disconnect, which take the lock first (`wait`), or by its
+    // timer, which its worker fires; its earlier operations let it go only
+    // after their wakes were done.
+    unsafe { park_releasing(inner.hand_over(), deadline) }
+}
+
 /// Finishes the completion `c`, if any: called after the channel lock is
 /// released.
 fn finish(c: Option<Completion>) {
@@ -191,13 +204,12 @@ impl<T> Sender<T> {
         // SAFETY: `waiter` stays in this frame, touched only through
         // `is_done`, until it is done or unregistered below.
         let token = unsafe { inner.send_wait.register(&waiter) };
-        drop(inner);
         loop {
-            park();
+            park_holding(inner, None);
             if waiter.is_done() {
                 return Ok(());
             }
-            let mut inner = self.chan.lock();
+            inner = self.chan.lock();
             if waiter.is_done() {
                 return Ok(());
             }
@@ -294,29 +306,27 @@ impl<T> Receiver<T> {
         // SAFETY: `waiter` stays in this frame, touched only through
         // `is_done`, until it is done or unregistered below.
         let token = unsafe { inner.recv_wait.register(&waiter) };
-        drop(inner);
         loop {
-            match deadline {
-                Some(d) => park_until(d),
-                None => park(),
+            park_holding(inner, deadline);
+            if waiter.is_done() {
+                break;
             }
-            if !waiter.is_done() {
-                let mut inner = self.chan.lock();
-                if !waiter.is_done() {
-                    let err = if inner.senders == 0 {
-                        RecvTimeoutError::Disconnected
-                    } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                        RecvTimeoutError::Timeout
-                    } else {
-                        // Woken for no reason of ours: still registered.
-                        continue;
-                    };
-                    inner.recv_wait.unregister(token);
-                    return Err(err);
-                }
+            inner = self.chan.lock();
+            if waiter.is_done() {
+                break;
             }
-            return Ok(waiter.take_msg().expect("a done receiver has its message"));
+            let err = if inner.senders == 0 {
+                RecvTimeoutError::Disconnected
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                RecvTimeoutError::Timeout
+            } else {
+                // Woken for no reason of ours: still registered.
+                continue;
+            };
+            inner.recv_wait.unregister(token);
+            return Err(err);
         }
+        Ok(waiter.take_msg().expect("a done receiver has its message"))
     }
 
     /// A blocking iterator over the messages; it ends when the channel is

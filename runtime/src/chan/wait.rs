@@ -17,6 +17,8 @@
 //! removed: it returns only after seeing `DONE` (acquire; the completer no
 //! longer touches it), waiting out a `CLAIMING` state (a few instructions
 //! of another thread), or after removing the entry itself under the lock.
+//! It parks holding the lock, released once it is parked
+//! (`task::park_releasing`): every wake of a waiter takes the lock first.
 //! Claiming outside the lock keeps an atomic operation on the owner's
 //! cache line out of the critical section: a producer and a consumer task
 //! on two workers, through `bounded(64)` (`examples/pipeline.rs`, 4 runs

@@ -21,7 +21,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use park::{Waker, Wakeup, park, park_until};
+pub(crate) use park::{Waker, Wakeup, park_releasing, park_until};
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
 use runtime::Shard;

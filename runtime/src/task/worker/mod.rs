@@ -27,7 +27,7 @@ mod maintain;
 
 use core::cell::{Cell, RefCell};
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -87,10 +87,13 @@ enum Handoff {
 }
 
 /// Why a task switched back to its worker.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Why {
     Yield,
     Park,
+    /// Parks holding this lock, released once the task is marked parked
+    /// ([`park_task_releasing`]).
+    ParkReleasing(*const AtomicBool),
     Finished,
 }
 
@@ -225,17 +228,44 @@ pub(crate) fn park_task() -> bool {
 /// Parks the running task until it is woken or `deadline` passes.
 pub(crate) fn park_task_until(deadline: Instant) -> bool {
     let Some(w) = current() else { return false };
-    let Some(task) = w.running.borrow().clone() else {
+    if w.running.borrow().is_none() {
+        return false;
+    }
+    w.add_timer(deadline);
+    park_task()
+}
+
+/// Parks the running task while it holds `lock`, which is released once the
+/// task is marked parked (see `park::park_releasing`); returns the lock
+/// still held, untouched, on a thread that runs no task.
+///
+/// # Safety
+///
+/// `lock` is a held lock flag (`true`) whose holder gives it up to this
+/// call, and every wake of the running task, until it runs again, either
+/// takes that lock first or runs on this worker's thread.
+pub(crate) unsafe fn park_task_releasing(lock: &AtomicBool, deadline: Option<Instant>) -> bool {
+    let Some(w) = current() else { return false };
+    let running = w.running.borrow();
+    let Some(task) = running.as_ref() else {
         return false;
     };
-    let seq = w.timer_seq.get();
-    w.timer_seq.set(seq + 1);
-    w.timers.borrow_mut().push(Reverse(Timer {
-        at: deadline,
-        seq,
-        task,
-    }));
-    park_task()
+    // Nothing can wake us concurrently (the contract), so plain loads and
+    // stores suffice for the state, here and when it is marked parked.
+    let state = &task.header().state;
+    if state.load(Ordering::Acquire) == NOTIFIED {
+        // A wake since the last park: consume it instead of parking.
+        state.store(RUNNING, Ordering::Relaxed);
+        drop(running);
+        lock.store(false, Ordering::Release);
+        return true;
+    }
+    drop(running);
+    if let Some(deadline) = deadline {
+        w.add_timer(deadline);
+    }
+    w.switch_out(Why::ParkReleasing(lock));
+    true
 }
 
 /// Gives the worker to the next ready task; false on a thread that runs no
@@ -362,6 +392,19 @@ impl Worker {
         self.fire_timers();
         let ready = self.ready.borrow_mut().pop_front();
         ready.or_else(|| self.take_new()).or_else(|| self.steal())
+    }
+
+    /// Wakes the running task at `deadline` (a spurious wake if it is no
+    /// longer parked where it was).
+    fn add_timer(&self, deadline: Instant) {
+        let task = self.running.borrow().clone().expect("a task is running");
+        let seq = self.timer_seq.get();
+        self.timer_seq.set(seq + 1);
+        self.timers.borrow_mut().push(Reverse(Timer {
+            at: deadline,
+            seq,
+            task,
+        }));
     }
 
     /// A task that never ran: the newest of ours, or one from the injector.
@@ -501,7 +544,7 @@ impl Worker {
         match self.why.get() {
             Why::Finished => self.finished(task),
             why => {
-                if why == Why::Yield {
+                if matches!(why, Why::Yield) {
                     self.prefer_new.set(true);
                 }
                 // SAFETY: the task switched out; its context is ours.
@@ -529,16 +572,29 @@ impl Worker {
     /// where it will be found again.
     fn left(&self, task: TaskRef, why: Why, sp: usize) {
         self.note_suspended(&task, sp);
-        if why == Why::Yield {
-            self.ready.borrow_mut().push_back(task);
-            return;
-        }
+        let lock = match why {
+            Why::Yield => {
+                self.ready.borrow_mut().push_back(task);
+                return;
+            }
+            Why::ParkReleasing(lock) => Some(lock),
+            _ => None,
+        };
         // Our reference goes to the PARKED state, for the wake to take over
         // (`park`).
         let parked = task.into_raw();
         // SAFETY: the reference given up above keeps the cell alive until
         // the state is PARKED; we do not touch it after that.
         let state = unsafe { &parked.as_ref().state };
+        if let Some(lock) = lock {
+            // The state is RUNNING (`park_task_releasing` consumed a
+            // NOTIFIED) and no wake can come before the lock is released.
+            state.store(PARKED, Ordering::Release);
+            // SAFETY: the parking task gave us the lock, held, and the
+            // lock outlives its hold (`park_task_releasing`'s contract).
+            unsafe { &*lock }.store(false, Ordering::Release);
+            return;
+        }
         if state
             .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
@@ -637,9 +693,9 @@ impl Worker {
     /// [`Handoff`]).
     fn handoff(&self, why: Why) -> Handoff {
         let tick = self.tick.get().wrapping_add(1);
-        if why == Why::Finished
+        if matches!(why, Why::Finished)
             || self.look_around(tick)
-            || (why == Why::Yield && !self.new.borrow().is_empty())
+            || (matches!(why, Why::Yield) && !self.new.borrow().is_empty())
         {
             return Handoff::Scheduler;
         }
