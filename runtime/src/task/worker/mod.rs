@@ -7,8 +7,9 @@
 //!   woken on this worker or yielded;
 //! - the inbox (`Remote::inbox`, locked): tasks pinned to this worker that
 //!   another thread woke;
-//! - `new` (thread-local, no lock): tasks spawned here that never ran; the
-//!   owner takes the newest (depth first, so a tree of tasks stays narrow
+//! - `new` (thread-local, no lock): tasks that never ran, spawned here
+//!   (or found elsewhere as the worker was going to sleep); the owner takes
+//!   the newest (depth first, so a tree of tasks stays narrow
 //!   and reuses hot stacks);
 //! - `fresh` (locked, stealable): new tasks the owner shared because some
 //!   worker was idle (it moves the older half of `new` there and wakes
@@ -105,6 +106,8 @@ pub(crate) struct Worker {
     pub(crate) shard: Arc<Shard>,
     shared: Arc<Shared>,
     thread: *mut ThreadStack,
+    /// Tasks that ran here before and are runnable again: woken, or
+    /// yielded. Only tasks that ran may be handed over to (`handoff`).
     ready: RefCell<VecDeque<TaskRef>>,
     /// Tasks spawned here that never ran, newest last (module docs).
     new: RefCell<Vec<TaskRef>>,
@@ -485,10 +488,11 @@ impl Worker {
         let deadline = self.timers.borrow().peek().map(|t| t.0.at);
         let remote = &self.remote();
         self.shared.sleep(remote, deadline, || {
-            self.take_new().or_else(|| self.steal()).map(|task| {
-                // Found work after announcing sleep: run it first.
-                self.ready.borrow_mut().push_front(task);
-            })
+            // Found work after announcing sleep: a task that never ran,
+            // so it goes with the new ones (`ready` holds tasks that ran).
+            let task = self.take_new().or_else(|| self.steal())?;
+            self.new.borrow_mut().push(task);
+            Some(())
         });
     }
 
@@ -655,6 +659,15 @@ impl Worker {
     /// to the next task ([`Handoff`]), which resumes this one later (or
     /// never, when finished).
     fn switch_out(&self, why: Why) {
+        // A panic here is a bug of ours, and unwinding into the task would
+        // go on with the worker's state half switched (and a parking
+        // channel's lock held for good): abort instead.
+        let abort = AbortOnUnwind;
+        self.switch_out_inner(why);
+        core::mem::forget(abort);
+    }
+
+    fn switch_out_inner(&self, why: Why) {
         self.why.set(why);
         let running = self.running.borrow();
         let task = running.as_ref().expect("a task is running");
@@ -751,6 +764,16 @@ impl Worker {
         }
         let slots = core::mem::take(&mut *self.slots.borrow_mut());
         maintain::release_slots(slots);
+    }
+}
+
+/// Aborts the process when dropped, which only unwinding does (it is
+/// forgotten otherwise).
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        std::process::abort();
     }
 }
 
