@@ -206,6 +206,17 @@ pub(crate) fn schedule(task: TaskRef) {
     }
 }
 
+/// Whether the calling thread is the worker `task` is pinned to.
+///
+/// # Safety
+///
+/// The task's cell stays alive during the call.
+pub(crate) unsafe fn is_pinned_here(task: NonNull<Header>) -> bool {
+    // SAFETY: by the contract.
+    let pinned = unsafe { task.as_ref() }.pinned.load(Ordering::Relaxed);
+    current().is_some_and(|w| core::ptr::eq(w.remote, pinned))
+}
+
 /// Parks the running task (see `park::park`); false on a thread that runs
 /// no task.
 pub(crate) fn park_task() -> bool {
