@@ -198,7 +198,7 @@ pub(crate) fn with_current_info<R>(f: impl FnOnce(Option<&TaskInfo>) -> R) -> R 
 pub(crate) fn schedule(task: TaskRef) {
     let pinned = task.header().pinned.load(Ordering::Relaxed);
     match current() {
-        Some(w) if core::ptr::eq(w.remote, pinned) => w.ready.borrow_mut().push_back(task),
+        Some(w) if core::ptr::eq(w.remote, pinned) => w.push_ready(task),
         // SAFETY: a task that parked has run, so it is pinned; its worker's
         // `Remote` lives in its runtime's `Shared`, which the task keeps
         // alive (`Header::shard`) while we hold it.
@@ -408,6 +408,16 @@ impl Worker {
         ready.or_else(|| self.take_new()).or_else(|| self.steal())
     }
 
+    /// Queues a task that ran here before and is runnable again (only
+    /// such tasks go to `ready`; checked in debug builds).
+    fn push_ready(&self, task: TaskRef) {
+        debug_assert!(
+            core::ptr::eq(task.header().pinned.load(Ordering::Relaxed), self.remote),
+            "growstack: a task that never ran here was queued as ready"
+        );
+        self.ready.borrow_mut().push_back(task);
+    }
+
     /// Wakes the running task at `deadline` (a spurious wake if it is no
     /// longer parked where it was).
     fn add_timer(&self, deadline: Instant) {
@@ -589,7 +599,7 @@ impl Worker {
         self.note_suspended(&task, sp);
         let lock = match why {
             Why::Yield => {
-                self.ready.borrow_mut().push_back(task);
+                self.push_ready(task);
                 return;
             }
             Why::ParkReleasing(lock) => Some(lock),
@@ -618,7 +628,7 @@ impl Worker {
             state.store(RUNNING, Ordering::Relaxed);
             // SAFETY: not parked, so the reference is still ours.
             let task = unsafe { TaskRef::from_raw(parked) };
-            self.ready.borrow_mut().push_back(task);
+            self.push_ready(task);
         }
     }
 
