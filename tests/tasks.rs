@@ -278,6 +278,43 @@ fn recursion_in_a_task_continues_on_segments_and_comes_back() {
     assert!(rt.block_on(growstack::remaining_stack) > 64 << 10);
 }
 
+/// Recurses `n` levels, swapping one message with a partner task at every
+/// level on the way down and one on the way up; returns the sum of what it
+/// received.
+#[growstack::growable]
+fn relay(n: u64, tx: &chan::Sender<u64>, rx: &chan::Receiver<u64>, pad: [u64; 8]) -> u64 {
+    if n == 0 {
+        return pad[0];
+    }
+    tx.send(n).unwrap();
+    let down = rx.recv().unwrap();
+    let below = std::hint::black_box(relay(n - 1, tx, rx, pad));
+    tx.send(n).unwrap();
+    below + down + rx.recv().unwrap()
+}
+
+#[test]
+fn tasks_handing_the_worker_to_each_other_at_depth_keep_their_own_stacks() {
+    // One worker: every receive that parks hands the worker straight to the
+    // other task, deep in its own segments (20,000 levels are megabytes,
+    // far past the 256 KiB slot). A handoff that left the thread's guard
+    // at the other task's limit made this abort in a guard region.
+    let rt = Runtime::builder()
+        .workers(1)
+        .max_stack(4 << 30)
+        .build()
+        .unwrap();
+    let before = growstack::stats().growths;
+    let (a_tx, b_rx) = chan::bounded(1);
+    let (b_tx, a_rx) = chan::bounded(1);
+    const N: u64 = 20_000;
+    let a = rt.spawn(move || relay(N, &a_tx, &a_rx, [0; 8]));
+    let b = rt.spawn(move || relay(N, &b_tx, &b_rx, [0; 8]));
+    assert_eq!(a.join().unwrap(), N * (N + 1));
+    assert_eq!(b.join().unwrap(), N * (N + 1));
+    assert!(growstack::stats().growths > before);
+}
+
 #[test]
 fn a_task_growing_past_its_max_stack_panics_naming_it() {
     let rt = Runtime::builder().max_stack(8 << 20).build().unwrap();
