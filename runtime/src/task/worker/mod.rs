@@ -201,7 +201,7 @@ pub(crate) fn schedule(task: TaskRef) {
         Some(w) if core::ptr::eq(w.remote, pinned) => w.push_ready(task),
         // SAFETY: a task that parked has run, so it is pinned; its worker's
         // `Remote` lives in its runtime's `Shared`, which the task keeps
-        // alive (`Header::shard`) while we hold it.
+        // alive (`Header::_shard`) while we hold it.
         _ => unsafe { &*pinned }.push_remote(task),
     }
 }
@@ -250,8 +250,8 @@ pub(crate) fn park_task_until(deadline: Instant) -> bool {
 }
 
 /// Parks the running task while it holds `lock`, which is released once the
-/// task is marked parked (see `park::park_releasing`); returns the lock
-/// still held, untouched, on a thread that runs no task.
+/// task is marked parked (see `park::park_releasing`); false, with the lock
+/// still held, on a thread that runs no task.
 ///
 /// # Safety
 ///
@@ -399,7 +399,7 @@ impl Worker {
         {
             return Some(task);
         }
-        let remote = &self.remote();
+        let remote = self.remote();
         if remote.has_inbox.load(Ordering::Acquire) {
             remote.drain_inbox(&mut self.ready.borrow_mut());
         }
@@ -507,7 +507,7 @@ impl Worker {
             return;
         }
         let deadline = self.timers.borrow().peek().map(|t| t.0.at);
-        let remote = &self.remote();
+        let remote = self.remote();
         self.shared.sleep(remote, deadline, || {
             // Found work after announcing sleep: a task that never ran,
             // so it goes with the new ones (`ready` holds tasks that ran).
@@ -521,7 +521,7 @@ impl Worker {
     /// true if some came. Meanwhile the worker is not announced as idle, so
     /// whoever gives it work sets a flag and makes no system call.
     fn poll_for_work(&self) -> bool {
-        let remote = &self.remote();
+        let remote = self.remote();
         let due = self.timers.borrow().peek().map(|t| t.0.at);
         let start = Instant::now();
         loop {
@@ -776,7 +776,7 @@ impl Worker {
         let timers = core::mem::take(&mut *self.timers.borrow_mut());
         let grown = core::mem::take(&mut *self.grown.borrow_mut());
         drop((ready, new, timers, grown));
-        let remote = &self.remote();
+        let remote = self.remote();
         let mut inbox = VecDeque::new();
         remote.drain_inbox(&mut inbox);
         drop(inbox);
