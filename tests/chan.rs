@@ -278,6 +278,35 @@ mod without_runtime {
     use super::*;
 
     #[test]
+    fn receivers_that_time_out_leave_the_others_waiting() {
+        let (tx, rx) = chan::unbounded::<u32>();
+        // Started 5 ms apart, so they most likely wait in this order and the
+        // short ones leave from the middle of the wait list, and its end.
+        let spawn = |ms: u64| {
+            let rx = rx.clone();
+            let h = std::thread::spawn(move || rx.recv_timeout(Duration::from_millis(ms)));
+            std::thread::sleep(Duration::from_millis(5));
+            h
+        };
+        let (long0, short1, short2, long3, short4) = (
+            spawn(10_000),
+            spawn(20),
+            spawn(20),
+            spawn(10_000),
+            spawn(20),
+        );
+        for short in [short1, short2, short4] {
+            assert_eq!(short.join().unwrap(), Err(RecvTimeoutError::Timeout));
+        }
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        let mut got = [long0.join().unwrap(), long3.join().unwrap()].map(Result::unwrap);
+        got.sort();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
     fn threads_to_threads_in_order() {
         let n: u32 = if cfg!(miri) { 200 } else { 10_000 };
         let (tx, rx) = chan::bounded(3);

@@ -201,9 +201,9 @@ impl<T> Sender<T> {
         };
         // Full: wait for a receiver to take the message.
         let mut waiter = Waiter::new(Some(msg));
-        // SAFETY: `waiter` stays in this frame, touched only through
-        // `is_done`, until it is done or unregistered below.
-        let token = unsafe { inner.send_wait.register(&waiter) };
+        // SAFETY: `waiter` is new, and stays in this frame, touched only
+        // through `is_done`, until it is done or unregistered below.
+        unsafe { inner.send_wait.register(&waiter) };
         loop {
             park_holding(inner, None);
             if waiter.is_done() {
@@ -214,7 +214,8 @@ impl<T> Sender<T> {
                 return Ok(());
             }
             if inner.receivers == 0 {
-                inner.send_wait.unregister(token);
+                // SAFETY: registered in this list above, if still.
+                unsafe { inner.send_wait.unregister(&waiter) };
                 drop(inner);
                 let msg = waiter.take_msg().expect("not taken: not done");
                 return Err(SendError(msg));
@@ -303,9 +304,9 @@ impl<T> Receiver<T> {
         }
         // Empty: wait for a sender to hand us a message.
         let mut waiter = Waiter::new(None);
-        // SAFETY: `waiter` stays in this frame, touched only through
-        // `is_done`, until it is done or unregistered below.
-        let token = unsafe { inner.recv_wait.register(&waiter) };
+        // SAFETY: `waiter` is new, and stays in this frame, touched only
+        // through `is_done`, until it is done or unregistered below.
+        unsafe { inner.recv_wait.register(&waiter) };
         loop {
             park_holding(inner, deadline);
             if waiter.is_done() {
@@ -323,7 +324,8 @@ impl<T> Receiver<T> {
                 // Woken for no reason of ours: still registered.
                 continue;
             };
-            inner.recv_wait.unregister(token);
+            // SAFETY: registered in this list above, if still.
+            unsafe { inner.recv_wait.unregister(&waiter) };
             return Err(err);
         }
         Ok(waiter.take_msg().expect("a done receiver has its message"))

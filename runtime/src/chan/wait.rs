@@ -29,7 +29,6 @@
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
-use std::collections::VecDeque;
 
 use crate::task::{Waker, Wakeup};
 
@@ -49,6 +48,23 @@ pub(super) struct Waiter<T> {
     /// A blocked sender's message until a receiver takes it; the message a
     /// sender gave a blocked receiver.
     msg: UnsafeCell<Option<T>>,
+    /// Its place in the wait list: touched under the channel lock only.
+    links: UnsafeCell<Links<T>>,
+}
+
+/// A waiter's neighbours in its wait list, while it is in one.
+struct Links<T> {
+    prev: Option<NonNull<Waiter<T>>>,
+    next: Option<NonNull<Waiter<T>>>,
+    linked: bool,
+}
+
+impl<T> Links<T> {
+    const UNLINKED: Links<T> = Links {
+        prev: None,
+        next: None,
+        linked: false,
+    };
 }
 
 impl<T> Waiter<T> {
@@ -58,6 +74,7 @@ impl<T> Waiter<T> {
             state: AtomicU8::new(WAITING),
             waker: UnsafeCell::new(Some(Waker::current())),
             msg: UnsafeCell::new(msg),
+            links: UnsafeCell::new(Links::UNLINKED),
         }
     }
 
@@ -86,10 +103,12 @@ impl<T> Waiter<T> {
     }
 }
 
-/// Registered waiters, in arrival order.
+/// Registered waiters, in arrival order: a doubly linked list through the
+/// waiters themselves, so registering allocates nothing and a waiter that
+/// gives up (a receive that timed out) leaves in constant time.
 pub(super) struct WaitList<T> {
-    entries: VecDeque<(u64, NonNull<Waiter<T>>)>,
-    next: u64,
+    head: Option<NonNull<Waiter<T>>>,
+    tail: Option<NonNull<Waiter<T>>>,
 }
 
 // SAFETY: the list holds pointers to waiters of other threads and tasks; it
@@ -101,32 +120,79 @@ unsafe impl<T: Send> Send for WaitList<T> {}
 impl<T> Default for WaitList<T> {
     fn default() -> Self {
         WaitList {
-            entries: VecDeque::new(),
-            next: 0,
+            head: None,
+            tail: None,
         }
     }
 }
 
 impl<T> WaitList<T> {
-    /// Registers `waiter` and returns its token.
+    /// Registers `waiter`, last.
     ///
     /// # Safety
     ///
-    /// The waiter stays where it is, untouched by its owner except through
-    /// [`Waiter::is_done`], until it is done or removed by [`unregister`](Self::unregister).
-    pub(super) unsafe fn register(&mut self, waiter: &Waiter<T>) -> u64 {
-        let token = self.next;
-        self.next += 1;
-        self.entries.push_back((token, NonNull::from(waiter)));
-        token
+    /// The waiter is in no list. It stays where it is, untouched by its
+    /// owner except through [`Waiter::is_done`], until it is done or
+    /// removed by [`unregister`](Self::unregister).
+    pub(super) unsafe fn register(&mut self, waiter: &Waiter<T>) {
+        let w = NonNull::from(waiter);
+        // SAFETY: links are touched under the channel lock only, which the
+        // caller holds (the list lives inside it); the tail is a registered
+        // waiter, alive and in place.
+        unsafe {
+            *waiter.links.get() = Links {
+                prev: self.tail,
+                next: None,
+                linked: true,
+            };
+            match self.tail {
+                Some(tail) => (*tail.as_ref().links.get()).next = Some(w),
+                None => self.head = Some(w),
+            }
+        }
+        self.tail = Some(w);
     }
 
-    /// Removes the entry of `token` if it is still there. Entries are in
-    /// token order, so this is a binary search (a million parked tasks
-    /// timing out one by one must not scan a million entries each).
-    pub(super) fn unregister(&mut self, token: u64) {
-        if let Ok(i) = self.entries.binary_search_by_key(&token, |(t, _)| *t) {
-            self.entries.remove(i);
+    /// Removes `waiter` if it is still registered.
+    ///
+    /// # Safety
+    ///
+    /// If the waiter is registered, it is in this list.
+    pub(super) unsafe fn unregister(&mut self, waiter: &Waiter<T>) {
+        // SAFETY: as in `register`; a registered waiter is in this list by
+        // the contract.
+        unsafe {
+            if (*waiter.links.get()).linked {
+                self.unlink(NonNull::from(waiter));
+            }
+        }
+    }
+
+    /// Removes the oldest waiter.
+    fn pop(&mut self) -> Option<NonNull<Waiter<T>>> {
+        let w = self.head?;
+        // SAFETY: the head is registered in this list.
+        unsafe { self.unlink(w) };
+        Some(w)
+    }
+
+    /// # Safety
+    ///
+    /// `w` is registered in this list; the caller holds the channel lock.
+    unsafe fn unlink(&mut self, w: NonNull<Waiter<T>>) {
+        // SAFETY: registered waiters (`w` and its neighbours) are alive and
+        // in place, and their links are ours under the lock.
+        unsafe {
+            let Links { prev, next, .. } =
+                core::mem::replace(&mut *w.as_ref().links.get(), Links::UNLINKED);
+            match prev {
+                Some(prev) => (*prev.as_ref().links.get()).next = next,
+                None => self.head = next,
+            }
+            match next {
+                Some(next) => (*next.as_ref().links.get()).prev = prev,
+                None => self.tail = prev,
+            }
         }
     }
 
@@ -134,7 +200,7 @@ impl<T> WaitList<T> {
     /// back if none waits. The completion is finished once the lock is
     /// released.
     pub(super) fn give(&mut self, msg: T) -> Result<Completion, T> {
-        let Some((_, w)) = self.entries.pop_front() else {
+        let Some(w) = self.pop() else {
             return Err(msg);
         };
         // SAFETY: a registered waiter is alive and in place, and the caller
@@ -148,7 +214,7 @@ impl<T> WaitList<T> {
 
     /// Completes the oldest waiting sender by taking its message.
     pub(super) fn take(&mut self) -> Option<(T, Completion)> {
-        let (_, w) = self.entries.pop_front()?;
+        let w = self.pop()?;
         // SAFETY: as in `give`.
         unsafe {
             let w = w.as_ref();
@@ -164,11 +230,10 @@ impl<T> WaitList<T> {
     /// disconnected); returns the wakes to finish once the lock is
     /// released.
     pub(super) fn dismiss_all(&mut self) -> Vec<Wakeup> {
-        self.entries
-            .drain(..)
-            // SAFETY: as in `give`: the owner, still registered, is blocked
-            // until it sees the disconnect under the lock we hold.
-            .map(|(_, w)| unsafe { claim(w.as_ref()) })
+        core::iter::from_fn(|| self.pop())
+            // SAFETY: as in `give`: the owner, registered until just now, is
+            // blocked until it sees the disconnect under the lock we hold.
+            .map(|w| unsafe { claim(w.as_ref()) })
             .collect()
     }
 }
