@@ -155,6 +155,36 @@ unsafe extern "C" {
     fn task_start();
 }
 
+/// Saves the running task as a suspended one (see above): pushes rbp, rbx
+/// and the resume address (label `2`, the `resume_point!` that follows,
+/// through rcx), and stores the stack pointer in `[rdi]`.
+macro_rules! save_context {
+    () => {
+        concat!(
+            "push rbp\n",
+            "push rbx\n",
+            "lea rcx, [rip + 2f]\n",
+            "push rcx\n",
+            "mov [rdi], rsp\n",
+        )
+    };
+}
+
+/// The resume address of a context saved by `save_context!`: entered with
+/// rax = its saved stack pointer and rsi = where to store the resumer's,
+/// it does so, skips the address and pops rbx and rbp.
+macro_rules! resume_point {
+    () => {
+        concat!(
+            "2:\n",
+            "mov [rsi], rsp\n",
+            "lea rsp, [rax + 8]\n",
+            "pop rbx\n",
+            "pop rbp\n",
+        )
+    };
+}
+
 /// Runs the task whose saved stack pointer is `sp` until it suspends,
 /// keeping this context's stack pointer in `*link` meanwhile.
 ///
@@ -204,20 +234,12 @@ pub unsafe fn suspend(save: *mut usize, link: *mut usize) {
     // SAFETY: by the contract; registers as in `resume`.
     unsafe {
         asm!(
-            "push rbp",
-            "push rbx",
-            "lea rax, [rip + 2f]",
-            "push rax",
-            "mov [rdi], rsp",
+            save_context!(),
             // Back to the scheduler, right after its `call`.
             "mov rsp, [rsi]",
             "ret",
             // Resumed: rax = our saved sp, rsi = the link.
-            "2:",
-            "mov [rsi], rsp",
-            "lea rsp, [rax + 8]",
-            "pop rbx",
-            "pop rbp",
+            resume_point!(),
             inout("rdi") save => _,
             inout("rsi") link => _,
             out("rax") _,
@@ -253,19 +275,11 @@ pub unsafe fn switch(save: *mut usize, sp: usize) {
     // SAFETY: by the contract; registers as in `resume`.
     unsafe {
         asm!(
-            "push rbp",
-            "push rbx",
-            "lea rcx, [rip + 2f]",
-            "push rcx",
-            "mov [rdi], rsp",
+            save_context!(),
             "mov rsi, rdi",
             "jmp [rax]",
             // Resumed: rax = our saved sp, rsi = the link or a `save`.
-            "2:",
-            "mov [rsi], rsp",
-            "lea rsp, [rax + 8]",
-            "pop rbx",
-            "pop rbp",
+            resume_point!(),
             inout("rdi") save => _,
             inout("rax") sp => _,
             out("r12") _,
