@@ -185,15 +185,16 @@ macro_rules! resume_point {
     };
 }
 
-/// Runs the task whose saved stack pointer is `sp` until it suspends,
-/// keeping this context's stack pointer in `*link` meanwhile.
+/// Runs the task whose saved stack pointer is `sp` until it, or a task it
+/// [`switch`]ed to, suspends, keeping this context's stack pointer in
+/// `*link` meanwhile.
 ///
 /// # Safety
 ///
-/// `sp` must be a task stack pointer stored by [`suspend`] (or built by
-/// [`init_stack`]) and not resumed since; its stack must stay valid while
-/// the task runs. `link` must be valid for reads and writes until the task
-/// suspends, and the task must suspend with the same `link`.
+/// `sp` must be a task stack pointer stored by [`suspend`] or [`switch`]
+/// (or built by [`init_stack`]) and not resumed since; its stack must stay
+/// valid while the task runs. `link` must be valid for reads and writes
+/// until a task suspends, and that task must suspend with the same `link`.
 #[inline(always)]
 pub unsafe fn resume(sp: usize, link: *mut usize) {
     // SAFETY: by the contract. The callee-saved registers the asm cannot
@@ -226,9 +227,10 @@ pub unsafe fn resume(sp: usize, link: *mut usize) {
 ///
 /// # Safety
 ///
-/// Must run on a task's stack, resumed by a `resume` with this `link`,
-/// which is valid for reads and writes; `save` must be valid for a write.
-/// The task must only be resumed again with the same `link`.
+/// Must run on a task's stack, resumed by a `resume` with this `link` (or
+/// switched to by a task that was), which is valid for reads and writes;
+/// `save` must be valid for a write. The task must only be resumed again
+/// with the same `link`, or switched to.
 #[inline(always)]
 pub unsafe fn suspend(save: *mut usize, link: *mut usize) {
     // SAFETY: by the contract; registers as in `resume`.

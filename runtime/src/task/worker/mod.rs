@@ -701,9 +701,10 @@ impl Worker {
         drop(running);
         let (next, chain, sp) = match self.handoff(why) {
             Handoff::Scheduler => {
-                // SAFETY: we run on the task's stack, resumed by run_task
-                // with this link. The task's reference is held by `running`
-                // until the scheduler takes it, so `save` stays valid.
+                // SAFETY: we run on the task's stack, resumed with this
+                // link (by run_task, or by a handoff from a task run_task
+                // resumed). The task's reference is held by `running` until
+                // the scheduler takes it, so `save` stays valid.
                 unsafe { arch::suspend(save, self.sched_sp.as_ptr()) };
                 return;
             }
