@@ -66,6 +66,43 @@ fn many_producers_many_consumers_each_message_once() {
     assert_eq!(all, (0..10_000).collect::<Vec<_>>());
 }
 
+/// Two tasks of one worker use a channel alone (its lock gets biased to
+/// the worker's thread), then a plain thread sends into it while they go
+/// on, with a receiver parked: every message arrives once.
+#[test]
+fn a_channel_used_by_one_worker_alone_keeps_every_message_once_a_thread_joins_in() {
+    const EACH: u64 = 10_000;
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = chan::bounded::<u64>(4);
+    let got = rt.block_on(move || {
+        let echo_rx = rx.clone();
+        let (back_tx, back_rx) = chan::bounded::<u64>(1);
+        let echo = growstack::spawn(move || {
+            for v in echo_rx.iter().take(1000) {
+                back_tx.send(v).unwrap();
+            }
+        });
+        for i in 0..1000 {
+            tx.send(i).unwrap();
+            assert_eq!(back_rx.recv(), Ok(i));
+        }
+        echo.join().unwrap();
+        let thread_tx = tx.clone();
+        let thread = std::thread::spawn(move || {
+            (0..EACH).for_each(|i| thread_tx.send(EACH + i).unwrap());
+        });
+        let receiver = growstack::spawn(move || rx.iter().collect::<Vec<u64>>());
+        (0..EACH).for_each(|i| tx.send(i).unwrap());
+        drop(tx);
+        let got = receiver.join().unwrap();
+        thread.join().unwrap();
+        got
+    });
+    let mut got = got;
+    got.sort_unstable();
+    assert_eq!(got, (0..2 * EACH).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_task_blocked_on_recv_sees_the_last_sender_go() {
     let rt = runtime();

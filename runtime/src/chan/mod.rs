@@ -25,6 +25,7 @@
 
 mod error;
 mod lock;
+mod membarrier;
 mod wait;
 
 use std::collections::VecDeque;

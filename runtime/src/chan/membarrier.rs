@@ -1,0 +1,82 @@
+//! A memory barrier run on every thread of the process at once:
+//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`.
+//!
+//! When one side of a handshake is hot and the other rare, the hot side
+//! can order its store before its load with a compiler fence alone, and
+//! the rare side calls [`run`]: membarrier(2) guarantees that when it
+//! returns, every running thread of the process has passed a point where
+//! its memory accesses before the point (in program order) are visible to
+//! the caller and its accesses after it see everything the caller wrote
+//! before the call (a thread not running is at such a point already). This
+//! is the asymmetric fence of liburcu's `urcu-memb` flavour and of C++
+//! proposal P1202; the channel lock uses it to let one thread lock without
+//! a read-modify-write (`lock`).
+//!
+//! It costs a system call and an interrupt per CPU running the process's
+//! threads: 93 ns with one thread here, 130 ns with a second one spinning
+//! on the other core (10,000 calls each, measured).
+
+use core::sync::atomic::{AtomicU8, Ordering, fence};
+
+const UNKNOWN: u8 = 0;
+const AVAILABLE: u8 = 1;
+const MISSING: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+// The commands, from the kernel's uapi/linux/membarrier.h.
+const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+/// Whether [`run`] works in this process. The first call registers the
+/// process for expedited barriers (the kernel needs that before the first
+/// one); false if the kernel or a seccomp filter says no, and always
+/// under Miri, which has no such call.
+pub(super) fn available() -> bool {
+    match STATE.load(Ordering::Acquire) {
+        AVAILABLE => true,
+        MISSING => false,
+        _ => register(),
+    }
+}
+
+#[cold]
+fn register() -> bool {
+    let ok = !cfg!(miri) && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+    // Two threads registering at once both succeed; either store is right.
+    STATE.store(if ok { AVAILABLE } else { MISSING }, Ordering::Release);
+    ok
+}
+
+/// Runs a full memory barrier on every running thread of the process
+/// (module docs), the caller included.
+///
+/// # Panics
+///
+/// If [`available`] has not returned true (the kernel refuses a barrier
+/// the process did not register for).
+pub(super) fn run() {
+    assert_eq!(
+        STATE.load(Ordering::Acquire),
+        AVAILABLE,
+        "growstack: membarrier used before it was registered"
+    );
+    // The kernel orders the caller's own accesses around the call too;
+    // this fence says so to the compiler and costs nothing next to it.
+    fence(Ordering::SeqCst);
+    let rc = membarrier(CMD_PRIVATE_EXPEDITED);
+    if rc != 0 {
+        // A registered process cannot be refused, and going on would
+        // break the exclusion that relies on the barrier.
+        let err = std::io::Error::last_os_error();
+        eprintln!("growstack: membarrier failed after registering: {err}");
+        std::process::abort();
+    }
+    fence(Ordering::SeqCst);
+}
+
+fn membarrier(cmd: libc::c_int) -> libc::c_long {
+    // SAFETY: membarrier takes two integer arguments and touches no memory
+    // of ours; an unknown command fails with EINVAL.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) }
+}
