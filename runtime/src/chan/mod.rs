@@ -130,7 +130,7 @@ impl<T> Inner<T> {
     /// full.
     fn offer(&mut self, msg: T) -> Result<Option<Completion>, T> {
         match self.recv_wait.give(msg) {
-            Ok(receiver) => Ok(Some(receiver)),
+            Ok(receiver) => Ok(receiver),
             Err(msg) if self.has_room() => {
                 self.queue.push_back(msg);
                 Ok(None)
@@ -144,7 +144,7 @@ impl<T> Inner<T> {
     /// completion.
     fn poll(&mut self) -> Option<(T, Option<Completion>)> {
         let msg = self.queue.pop_front()?;
-        let sender = self.send_wait.take().map(|(queued, sender)| {
+        let sender = self.send_wait.take().and_then(|(queued, sender)| {
             self.queue.push_back(queued);
             sender
         });

@@ -10,13 +10,17 @@
 //! Protocol: every access to a registered waiter by anyone but its owner
 //! happens under the channel lock, and ends with the waiter removed from
 //! the list, except the last steps of a completion. Completing a waiter
-//! moves the message and sets its state to `CLAIMING` under the lock; after
-//! unlocking, the completer claims the owner's waker
-//! (`task::Waker::claim`, valid because the owner is still blocked) and
-//! sets `DONE` (release). The owner keeps the waiter in place until it is
-//! removed: it returns only after seeing `DONE` (acquire; the completer no
-//! longer touches it), waiting out a `CLAIMING` state (a few instructions
-//! of another thread), or after removing the entry itself under the lock.
+//! moves the message under the lock. If the owner is a task of the
+//! completer's own worker, the completer wakes it there and then and sets
+//! `DONE` (`task::Waker::wake_here`: a plain load and store and a
+//! thread-local queue, and the task cannot run before this thread lets
+//! it). Otherwise it sets `CLAIMING`; after unlocking, it claims the
+//! owner's waker (`task::Waker::claim`, valid because the owner is still
+//! blocked) and sets `DONE` (release). The owner keeps the waiter in place
+//! until it is removed: it returns only after seeing `DONE` (acquire; the
+//! completer no longer touches it), waiting out a `CLAIMING` state (a few
+//! instructions of another thread), or after removing the entry itself
+//! under the lock.
 //! It parks holding the lock, released once it is parked
 //! (`task::park_releasing`): every wake of a waiter takes the lock first.
 //! Claiming outside the lock keeps an atomic operation on the owner's
@@ -197,9 +201,9 @@ impl<T> WaitList<T> {
     }
 
     /// Completes the oldest waiting receiver with `msg`; gives the message
-    /// back if none waits. The completion is finished once the lock is
-    /// released.
-    pub(super) fn give(&mut self, msg: T) -> Result<Completion, T> {
+    /// back if none waits. The completion, if any, is finished once the
+    /// lock is released.
+    pub(super) fn give(&mut self, msg: T) -> Result<Option<Completion>, T> {
         let Some(w) = self.pop() else {
             return Err(msg);
         };
@@ -213,7 +217,7 @@ impl<T> WaitList<T> {
     }
 
     /// Completes the oldest waiting sender by taking its message.
-    pub(super) fn take(&mut self) -> Option<(T, Completion)> {
+    pub(super) fn take(&mut self) -> Option<(T, Option<Completion>)> {
         let w = self.pop()?;
         // SAFETY: as in `give`.
         unsafe {
@@ -263,19 +267,32 @@ unsafe fn take_waker<T>(w: &Waiter<T>) -> Waker {
     waker.expect("a registered waiter has its waker")
 }
 
-/// Marks a registered waiter `CLAIMING`; the returned completion claims its
-/// waker and marks it `DONE` after the lock is released.
+/// Completes a registered waiter, the message already moved. An owner
+/// that is a task of the calling thread's worker is woken and the waiter
+/// marked `DONE` at once: that wake races with nothing, and its task runs
+/// only once this thread lets it. Otherwise the waiter is marked
+/// `CLAIMING`, and the returned completion claims its waker and marks it
+/// `DONE` after the lock is released.
 ///
 /// # Safety
 ///
 /// As for [`claim`], the message already moved.
-unsafe fn complete<T>(w: &Waiter<T>) -> Completion {
+unsafe fn complete<T>(w: &Waiter<T>) -> Option<Completion> {
     // SAFETY: by the contract.
     let waker = unsafe { take_waker(w) };
-    w.state.store(CLAIMING, Ordering::Relaxed);
-    Completion {
-        state: NonNull::from(&w.state),
-        waker,
+    // SAFETY: by the contract, the owner is blocked in this operation.
+    match unsafe { waker.wake_here() } {
+        Ok(()) => {
+            w.state.store(DONE, Ordering::Release);
+            None
+        }
+        Err(waker) => {
+            w.state.store(CLAIMING, Ordering::Relaxed);
+            Some(Completion {
+                state: NonNull::from(&w.state),
+                waker,
+            })
+        }
     }
 }
 

@@ -138,6 +138,7 @@ impl Chain {
     /// Records that the context was suspended at `sp`, for the estimate of
     /// resident stack: a task's slot is resident from its top down to the
     /// lowest stack pointer seen (rounded to pages).
+    #[inline]
     pub(crate) fn note_sp(&mut self, sp: usize) {
         let (lo, hi) = self.first;
         if self.release_first && self.depth == 0 && (lo..hi).contains(&sp) {

@@ -45,6 +45,7 @@ pub(crate) enum Waker {
 
 impl Waker {
     /// The running task, or else the calling thread.
+    #[inline]
     pub(crate) fn current() -> Waker {
         match worker::current_task() {
             Some(task) => Waker::Task(task),
@@ -80,6 +81,32 @@ impl Waker {
             Some(task) => Wakeup::Task(task),
             None => Wakeup::Nothing,
         }
+    }
+
+    /// Wakes the owner at once if it is a task of the calling thread's
+    /// worker, and gives the waker back otherwise. Such a wake moves the
+    /// task's state with a plain load and store and queues it on a
+    /// thread-local queue, so it may be done under the claimer's lock (a
+    /// channel's): the task cannot run before this thread lets it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`claim`](Self::claim).
+    #[inline]
+    pub(crate) unsafe fn wake_here(self) -> Result<(), Waker> {
+        let Waker::Task(task) = self else {
+            return Err(self);
+        };
+        // SAFETY: the owner is blocked, so its cell is alive (`claim`).
+        let Some(worker) = (unsafe { worker::pinned_here(task) }) else {
+            return Err(self);
+        };
+        // SAFETY: alive as above, and we complete the operation the task is
+        // blocked in, on its worker's thread.
+        if let Some(task) = unsafe { claim_here(task) } {
+            worker.push_ready(task);
+        }
+        Ok(())
     }
 }
 
@@ -152,6 +179,7 @@ unsafe fn claim(task: NonNull<Header>) -> Option<TaskRef> {
 /// # Safety
 ///
 /// As stated, and the task's cell stays alive during the call.
+#[inline]
 unsafe fn claim_here(task: NonNull<Header>) -> Option<TaskRef> {
     // SAFETY: by the contract.
     let state = unsafe { &task.as_ref().state };

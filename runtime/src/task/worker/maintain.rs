@@ -63,6 +63,7 @@ impl Worker {
     /// After a task was suspended (not finished) with its stack pointer at
     /// `sp`: updates its share of the resident estimate and lists it if it
     /// grew.
+    #[inline(always)]
     pub(super) fn note_suspended(&self, task: &super::TaskRef, sp: usize) {
         // SAFETY: the task is being suspended by this worker, which alone
         // touches its context.

@@ -171,6 +171,7 @@ thread_local! {
 }
 
 /// The worker of the calling thread.
+#[inline]
 pub(crate) fn current() -> Option<&'static Worker> {
     let w = WORKER.try_with(Cell::get).ok()?;
     // SAFETY: WORKER points to the worker living in `run`'s frame on this
@@ -181,6 +182,7 @@ pub(crate) fn current() -> Option<&'static Worker> {
 
 /// The task running on the calling thread, if any (an address, not a
 /// counted reference: valid while the task runs, or blocks).
+#[inline]
 pub(crate) fn current_task() -> Option<NonNull<Header>> {
     current().and_then(|w| w.running.borrow().as_ref().map(TaskRef::as_ptr))
 }
@@ -213,8 +215,19 @@ pub(crate) fn schedule(task: TaskRef) {
 /// The task's cell stays alive during the call.
 pub(crate) unsafe fn is_pinned_here(task: NonNull<Header>) -> bool {
     // SAFETY: by the contract.
+    unsafe { pinned_here(task) }.is_some()
+}
+
+/// The calling thread's worker, if `task` is pinned to it.
+///
+/// # Safety
+///
+/// The task's cell stays alive during the call.
+#[inline]
+pub(crate) unsafe fn pinned_here(task: NonNull<Header>) -> Option<&'static Worker> {
+    // SAFETY: by the contract.
     let pinned = unsafe { task.as_ref() }.pinned.load(Ordering::Relaxed);
-    current().is_some_and(|w| core::ptr::eq(w.remote, pinned))
+    current().filter(|w| core::ptr::eq(w.remote, pinned))
 }
 
 /// Parks the running task (see `park::park`); false on a thread that runs
@@ -410,7 +423,8 @@ impl Worker {
 
     /// Queues a task that ran here before and is runnable again (only
     /// such tasks go to `ready`; checked in debug builds).
-    fn push_ready(&self, task: TaskRef) {
+    #[inline]
+    pub(crate) fn push_ready(&self, task: TaskRef) {
         debug_assert!(
             core::ptr::eq(task.header().pinned.load(Ordering::Relaxed), self.remote),
             "growstack: a task that never ran here was queued as ready"
@@ -580,6 +594,7 @@ impl Worker {
     }
 
     /// Makes `task`, whose stack chain is `chain`, the running one.
+    #[inline]
     fn enter(&self, task: TaskRef, chain: *mut Chain) {
         signal::set_task(&task.header().info);
         self.remote().will_resume();
@@ -595,6 +610,7 @@ impl Worker {
 
     /// Puts a task that yielded or parked, with its stack pointer at `sp`,
     /// where it will be found again.
+    #[inline(always)]
     fn left(&self, task: TaskRef, why: Why, sp: usize) {
         self.note_suspended(&task, sp);
         let lock = match why {
