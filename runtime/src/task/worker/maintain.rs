@@ -89,11 +89,7 @@ impl Worker {
     fn pass(&self, pass: Pass) -> Shrunk {
         self.last_pass.set(std::time::Instant::now());
         self.ran_since_pass.set(false);
-        let running = self
-            .running
-            .borrow()
-            .as_ref()
-            .map(|t| core::ptr::from_ref(t.header()));
+        let running = self.running.get().map(|t| t.as_ptr().cast_const());
         let mut total = Shrunk::default();
         self.grown.borrow_mut().retain(|task| {
             let h = task.header();

@@ -25,14 +25,18 @@
 //! whose task has run too long, and the task's next annotated call yields.
 
 mod maintain;
+mod running;
 
 use core::cell::{Cell, RefCell};
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use running::Running;
 
 use super::cells::CellCache;
 use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
@@ -127,8 +131,8 @@ pub(crate) struct Worker {
     last_pass: Cell<Instant>,
     /// Whether a task ran since then (`maintain`).
     ran_since_pass: Cell<bool>,
-    /// The task running now; `None` while the scheduler runs.
-    running: RefCell<Option<TaskRef>>,
+    /// The task running now; empty while the scheduler runs.
+    running: Running,
     /// The scheduler's stack pointer while a task runs (the link of
     /// `arch::resume`).
     sched_sp: Cell<usize>,
@@ -184,15 +188,14 @@ pub(crate) fn current() -> Option<&'static Worker> {
 /// counted reference: valid while the task runs, or blocks).
 #[inline]
 pub(crate) fn current_task() -> Option<NonNull<Header>> {
-    current().and_then(|w| w.running.borrow().as_ref().map(TaskRef::as_ptr))
+    current().and_then(|w| w.running.get())
 }
 
 /// Runs `f` with the info of the task running here, if any.
 pub(crate) fn with_current_info<R>(f: impl FnOnce(Option<&TaskInfo>) -> R) -> R {
-    match current().map(|w| w.running.borrow()) {
-        Some(running) => f(running.as_ref().map(|t| &t.header().info)),
-        None => f(None),
-    }
+    let Some(w) = current() else { return f(None) };
+    // SAFETY: `f` runs on this thread and does not switch out.
+    f(unsafe { w.running.header() }.map(|h| &h.info))
 }
 
 /// Queues a task that was just made runnable (`PARKED` to `RUNNING`) on the
@@ -234,18 +237,18 @@ pub(crate) unsafe fn pinned_here(task: NonNull<Header>) -> Option<&'static Worke
 /// no task.
 pub(crate) fn park_task() -> bool {
     let Some(w) = current() else { return false };
-    let running = w.running.borrow();
-    let Some(task) = running.as_ref() else {
+    // SAFETY: we are the running task, and use its header before we switch
+    // out.
+    let Some(task) = (unsafe { w.running.header() }) else {
         return false;
     };
     // A wake since the last park is consumed instead of parking (a load
     // first: the read-modify-write is only needed when there is one).
-    let state = &task.header().state;
+    let state = &task.state;
     let notified = state.load(Ordering::Relaxed) == NOTIFIED
         && state
             .compare_exchange(NOTIFIED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
             .is_ok();
-    drop(running);
     if !notified {
         w.switch_out(Why::Park);
     }
@@ -255,7 +258,7 @@ pub(crate) fn park_task() -> bool {
 /// Parks the running task until it is woken or `deadline` passes.
 pub(crate) fn park_task_until(deadline: Instant) -> bool {
     let Some(w) = current() else { return false };
-    if w.running.borrow().is_none() {
+    if w.running.get().is_none() {
         return false;
     }
     w.add_timer(deadline);
@@ -273,21 +276,20 @@ pub(crate) fn park_task_until(deadline: Instant) -> bool {
 /// takes that lock first or runs on this worker's thread.
 pub(crate) unsafe fn park_task_releasing(lock: &AtomicBool, deadline: Option<Instant>) -> bool {
     let Some(w) = current() else { return false };
-    let running = w.running.borrow();
-    let Some(task) = running.as_ref() else {
+    // SAFETY: we are the running task, and use its header before we switch
+    // out.
+    let Some(task) = (unsafe { w.running.header() }) else {
         return false;
     };
     // Nothing can wake us concurrently (the contract), so plain loads and
     // stores suffice for the state, here and when it is marked parked.
-    let state = &task.header().state;
+    let state = &task.state;
     if state.load(Ordering::Acquire) == NOTIFIED {
         // A wake since the last park: consume it instead of parking.
         state.store(RUNNING, Ordering::Relaxed);
-        drop(running);
         lock.store(false, Ordering::Release);
         return true;
     }
-    drop(running);
     if let Some(deadline) = deadline {
         w.add_timer(deadline);
     }
@@ -299,7 +301,7 @@ pub(crate) unsafe fn park_task_releasing(lock: &AtomicBool, deadline: Option<Ins
 /// task.
 pub(crate) fn yield_task() -> bool {
     match current() {
-        Some(w) if w.running.borrow().is_some() => {
+        Some(w) if w.running.get().is_some() => {
             w.switch_out(Why::Yield);
             true
         }
@@ -312,7 +314,7 @@ pub(crate) fn yield_task() -> bool {
 /// returns true.
 pub(crate) fn preempt_point() -> bool {
     let Some(w) = current() else { return false };
-    if w.running.borrow().is_none() || !w.remote().take_preempt() {
+    if w.running.get().is_none() || !w.remote().take_preempt() {
         return false;
     }
     stats::PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
@@ -344,7 +346,7 @@ impl Worker {
             cells: CellCache::new(),
             last_pass: Cell::new(Instant::now()),
             ran_since_pass: Cell::new(false),
-            running: RefCell::new(None),
+            running: Running::new(),
             sched_sp: Cell::new(0),
             why: Cell::new(Why::Yield),
             tick: Cell::new(0),
@@ -435,7 +437,7 @@ impl Worker {
     /// Wakes the running task at `deadline` (a spurious wake if it is no
     /// longer parked where it was).
     fn add_timer(&self, deadline: Instant) {
-        let task = self.running.borrow().clone().expect("a task is running");
+        let task = self.running.clone_ref().expect("a task is running");
         let seq = self.timer_seq.get();
         self.timer_seq.set(seq + 1);
         self.timers.borrow_mut().push(Reverse(Timer {
@@ -575,11 +577,7 @@ impl Worker {
         unsafe { (*self.thread).run_native() };
         self.remote().suspended();
         signal::set_task(core::ptr::null());
-        let task = self
-            .running
-            .borrow_mut()
-            .take()
-            .expect("the task that switched out");
+        let task = self.running.take().expect("the task that switched out");
         match self.why.get() {
             Why::Finished => self.finished(task),
             why => {
@@ -601,7 +599,7 @@ impl Worker {
         self.ran_since_pass.set(true);
         // The task's reference moves into `running` for the run (the task
         // and `task_main` reach it there) and comes back when it leaves.
-        *self.running.borrow_mut() = Some(task);
+        self.running.set(task);
         // SAFETY: `thread` is this thread's stack state; the chain stays
         // valid and untouched by anything else until the task leaves
         // (`run_native`, or `run_chain` with the next task's chain).
@@ -706,15 +704,15 @@ impl Worker {
 
     fn switch_out_inner(&self, why: Why) {
         self.why.set(why);
-        let running = self.running.borrow();
-        let task = running.as_ref().expect("a task is running");
         let save = {
+            // SAFETY: we run on the running task's stack, before it
+            // switches out.
+            let task = unsafe { self.running.header() }.expect("a task is running");
             // SAFETY: the running task's context belongs to this worker;
             // only the saved sp is written, by the switch.
-            let ctx = unsafe { &mut *task.header().ctx.get() };
+            let ctx = unsafe { &mut *task.ctx.get() };
             &raw mut ctx.sp
         };
-        drop(running);
         let (next, chain, sp) = match self.handoff(why) {
             Handoff::Scheduler => {
                 // SAFETY: we run on the task's stack, resumed with this
@@ -727,7 +725,7 @@ impl Worker {
             Handoff::Stay => return,
             Handoff::To(next, chain, sp) => (next, chain, sp),
         };
-        let task = self.running.borrow_mut().take().expect("a task is running");
+        let task = self.running.take().expect("a task is running");
         // Our stack pointer is a few frames below the one saved next, close
         // enough for the resident estimate.
         self.left(task, why, arch::stack_pointer());
@@ -824,13 +822,11 @@ unsafe extern "C" fn task_main(worker: usize) -> ! {
     // SAFETY: by the contract; the worker outlives all its tasks' runs.
     let worker = unsafe { &*(worker as *const Worker) };
     {
-        let running = worker.running.borrow();
-        let task: *const TaskRef = running.as_ref().expect("running");
-        drop(running);
-        // SAFETY: the scheduler holds the task (in `running`, which is not
-        // touched until we switch out) until we switch out; this is its one
-        // run, on its own stack.
-        unsafe { (*task).run() };
+        let task = worker.running.get().expect("running");
+        // SAFETY: a view of the scheduler's reference, held in `running`
+        // (not touched until we switch out) and never dropped; this is the
+        // task's one run, on its own stack.
+        unsafe { ManuallyDrop::new(TaskRef::from_raw(task)).run() };
     }
     // Nothing with a destructor is left in this frame: it is abandoned.
     worker.switch_out(Why::Finished);
