@@ -66,6 +66,8 @@ pub(crate) struct Context {
     pub(crate) finished: bool,
     /// On its worker's list of tasks that grew (see `worker::maintain`).
     pub(crate) listed: bool,
+    /// The next task in its worker's ready queue, while it is in it.
+    pub(crate) next_ready: Option<NonNull<Header>>,
 }
 
 impl Drop for Context {
@@ -124,6 +126,7 @@ impl Header {
                 chain: None,
                 finished: false,
                 listed: false,
+                next_ready: None,
             }),
         }
     }

@@ -175,10 +175,12 @@ impl Remote {
         }
     }
 
-    pub(crate) fn drain_inbox(&self, into: &mut VecDeque<TaskRef>) {
+    /// Hands every task other threads woke for this worker to `each`,
+    /// oldest first, under the inbox lock (so `each` runs no user code).
+    pub(crate) fn drain_inbox(&self, each: impl FnMut(TaskRef)) {
         let mut state = lock(&self.state);
         self.has_inbox.store(false, Ordering::Relaxed);
-        into.extend(state.inbox.drain(..));
+        state.inbox.drain(..).for_each(each);
     }
 
     /// Makes new tasks of this worker stealable (oldest first).

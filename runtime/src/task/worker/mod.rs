@@ -25,6 +25,7 @@
 //! whose task has run too long, and the task's next annotated call yields.
 
 mod maintain;
+mod ready;
 mod running;
 
 use core::cell::{Cell, RefCell};
@@ -32,10 +33,11 @@ use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ready::ReadyQueue;
 use running::Running;
 
 use super::cells::CellCache;
@@ -112,7 +114,7 @@ pub(crate) struct Worker {
     thread: *mut ThreadStack,
     /// Tasks that ran here before and are runnable again: woken, or
     /// yielded. Only tasks that ran may be handed over to (`handoff`).
-    ready: RefCell<VecDeque<TaskRef>>,
+    ready: ReadyQueue,
     /// Tasks spawned here that never ran, newest last (module docs).
     new: RefCell<Vec<TaskRef>>,
     /// Ids of the tasks this worker spawns (`runtime::task_id`).
@@ -336,7 +338,7 @@ impl Worker {
             shared: Arc::clone(&shard.shared),
             shard,
             thread,
-            ready: RefCell::new(VecDeque::new()),
+            ready: ReadyQueue::new(),
             new: RefCell::new(Vec::new()),
             next_seq: Cell::new(0),
             timers: RefCell::new(BinaryHeap::new()),
@@ -401,7 +403,7 @@ impl Worker {
                 return newest;
             }
         }
-        self.ready.borrow_mut().pop_front()
+        self.ready.pop_front()
     }
 
     /// The next task, looking everywhere (`LOOK_AROUND_EVERY`).
@@ -416,22 +418,24 @@ impl Worker {
         }
         let remote = self.remote();
         if remote.has_inbox.load(Ordering::Acquire) {
-            remote.drain_inbox(&mut self.ready.borrow_mut());
+            remote.drain_inbox(|task| self.push_ready(task));
         }
         self.fire_timers();
-        let ready = self.ready.borrow_mut().pop_front();
+        let ready = self.ready.pop_front();
         ready.or_else(|| self.take_new()).or_else(|| self.steal())
     }
 
     /// Queues a task that ran here before and is runnable again (only
-    /// such tasks go to `ready`; checked in debug builds).
+    /// such tasks go to `ready`).
     #[inline]
     pub(crate) fn push_ready(&self, task: TaskRef) {
-        debug_assert!(
+        assert!(
             core::ptr::eq(task.header().pinned.load(Ordering::Relaxed), self.remote),
             "growstack: a task that never ran here was queued as ready"
         );
-        self.ready.borrow_mut().push_back(task);
+        // SAFETY: the task is pinned to this worker, whose thread we run on
+        // (a `Worker` is reached only from its own thread).
+        unsafe { self.ready.push_back(task) };
     }
 
     /// Wakes the running task at `deadline` (a spurious wake if it is no
@@ -748,7 +752,7 @@ impl Worker {
         {
             return Handoff::Scheduler;
         }
-        let Some(next) = self.ready.borrow_mut().pop_front() else {
+        let Some(next) = self.ready.pop_front() else {
             return match why {
                 // The round would pick the yielding task again.
                 Why::Yield => {
@@ -786,14 +790,14 @@ impl Worker {
     /// one keeps its cell too, held by its park state). No borrow
     /// is held while they drop: their destructors are user code.
     fn drain(&self) {
-        let ready = core::mem::take(&mut *self.ready.borrow_mut());
+        let ready = self.ready.take_all();
         let new = core::mem::take(&mut *self.new.borrow_mut());
         let timers = core::mem::take(&mut *self.timers.borrow_mut());
         let grown = core::mem::take(&mut *self.grown.borrow_mut());
         drop((ready, new, timers, grown));
         let remote = self.remote();
-        let mut inbox = VecDeque::new();
-        remote.drain_inbox(&mut inbox);
+        let mut inbox = Vec::new();
+        remote.drain_inbox(|task| inbox.push(task));
         drop(inbox);
         while let Some(task) = remote.pop_fresh() {
             drop(task);
