@@ -16,6 +16,7 @@ pub mod chan;
 mod frame;
 mod grow;
 mod guard;
+mod membarrier;
 mod signal;
 mod stack;
 mod stats;

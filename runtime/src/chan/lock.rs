@@ -33,9 +33,9 @@
 //! owner either set `owner_holds` before its barrier point (the revoker
 //! sees it, and waits for the owner's release), or reads `owner` after it
 //! and backs off to `locked`. A revocation costs one system call (about
-//! 130 ns here), and a lock is biased at most once. Where membarrier is
-//! missing (an old kernel, a seccomp filter, Miri), locks are never
-//! biased.
+//! 130 ns here), and a lock is biased at most once. Locks are biased only
+//! once a `Runtime` registered the process for membarrier, and never where
+//! it is missing (an old kernel, a seccomp filter, Miri).
 //!
 //! Tasks of one worker share the bias of its thread; they never switch
 //! while they hold the lock (a channel that parks hands it over, and it is
@@ -46,7 +46,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence};
 
-use super::membarrier;
+use crate::membarrier;
 
 /// Locks in a row by one thread that bias the lock to it. Enough that a
 /// channel used by several threads rarely gets biased (and revoked) by
@@ -286,6 +286,7 @@ mod tests {
 
     #[test]
     fn a_lock_taken_in_a_row_by_one_thread_gets_biased_to_it_once() {
+        membarrier::register();
         assert!(membarrier::available(), "this kernel offers membarrier");
         let lock = SpinLock::new(0u64);
         for _ in 1..BIAS_AFTER {
@@ -319,6 +320,8 @@ mod tests {
     fn a_biased_lock_excludes_the_thread_that_revokes_it() {
         const LOCKS: usize = 2000;
         const ADDS: u64 = 20;
+        membarrier::register();
+        assert!(membarrier::available(), "this kernel offers membarrier");
         let locks: Vec<SpinLock<u64>> = (0..LOCKS).map(|_| SpinLock::new(0)).collect();
         for lock in &locks {
             (0..BIAS_AFTER).for_each(|_| add_one(lock));

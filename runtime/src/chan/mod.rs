@@ -25,7 +25,6 @@
 
 mod error;
 mod lock;
-mod membarrier;
 mod wait;
 
 use std::collections::VecDeque;

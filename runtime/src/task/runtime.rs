@@ -578,6 +578,9 @@ impl Builder {
 
     /// Starts the worker threads.
     pub fn build(self) -> io::Result<Runtime> {
+        // Before this runtime starts threads: registering is cheap while
+        // the process has one (`membarrier`).
+        crate::membarrier::register();
         let workers = match self.workers {
             Some(0) => {
                 return Err(io::Error::new(

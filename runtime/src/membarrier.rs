@@ -10,42 +10,48 @@
 //! before the call (a thread not running is at such a point already). This
 //! is the asymmetric fence of liburcu's `urcu-memb` flavour and of C++
 //! proposal P1202; the channel lock uses it to let one thread lock without
-//! a read-modify-write (`lock`).
+//! a read-modify-write (`chan::lock`).
 //!
-//! It costs a system call and an interrupt per CPU running the process's
-//! threads: 93 ns with one thread here, 130 ns with a second one spinning
-//! on the other core (10,000 calls each, measured).
+//! A barrier costs a system call and an interrupt per CPU running the
+//! process's threads: 93 ns with one thread here, 130 ns with a second one
+//! spinning on the other core (10,000 calls each, measured). The kernel
+//! needs the process registered first ([`register`]), which costs 2 µs
+//! while it has one thread and 8-16 ms once it has several (it waits for
+//! an RCU grace period): the first `Runtime` registers before it starts
+//! its threads.
 
 use core::sync::atomic::{AtomicU8, Ordering, fence};
 
-const UNKNOWN: u8 = 0;
+const UNREGISTERED: u8 = 0;
 const AVAILABLE: u8 = 1;
 const MISSING: u8 = 2;
 
-static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+static STATE: AtomicU8 = AtomicU8::new(UNREGISTERED);
 
 // The commands, from the kernel's uapi/linux/membarrier.h.
 const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
 const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
-/// Whether [`run`] works in this process. The first call registers the
-/// process for expedited barriers (the kernel needs that before the first
-/// one); false if the kernel or a seccomp filter says no, and always
-/// under Miri, which has no such call.
-pub(super) fn available() -> bool {
-    match STATE.load(Ordering::Acquire) {
-        AVAILABLE => true,
-        MISSING => false,
-        _ => register(),
+/// Registers the process for expedited barriers, the first time (module
+/// docs for the cost); later calls cost a load.
+pub(crate) fn register() {
+    if STATE.load(Ordering::Acquire) == UNREGISTERED {
+        register_now();
     }
 }
 
 #[cold]
-fn register() -> bool {
+fn register_now() {
+    // Under Miri, which has no such call, barriers are never available.
     let ok = !cfg!(miri) && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
     // Two threads registering at once both succeed; either store is right.
     STATE.store(if ok { AVAILABLE } else { MISSING }, Ordering::Release);
-    ok
+}
+
+/// Whether [`run`] works: the process registered, and the kernel (or a
+/// seccomp filter) did not refuse.
+pub(crate) fn available() -> bool {
+    STATE.load(Ordering::Acquire) == AVAILABLE
 }
 
 /// Runs a full memory barrier on every running thread of the process
@@ -53,9 +59,9 @@ fn register() -> bool {
 ///
 /// # Panics
 ///
-/// If [`available`] has not returned true (the kernel refuses a barrier
-/// the process did not register for).
-pub(super) fn run() {
+/// If the process is not registered ([`available`]): the kernel refuses
+/// the barrier then.
+pub(crate) fn run() {
     assert_eq!(
         STATE.load(Ordering::Acquire),
         AVAILABLE,
