@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 use lock::{SpinGuard, SpinLock};
-use wait::{Completion, WaitList, Waiter};
+use wait::{Completion, WaitList, Waiter, Woken};
 
 use crate::task::{Wakeup, park_releasing};
 
@@ -125,11 +125,11 @@ impl<T> Inner<T> {
     }
 
     /// Sends without waiting: to a waiting receiver, or into the queue.
-    /// Returns the receiver's completion, or the message if the queue is
-    /// full.
-    fn offer(&mut self, msg: T) -> Result<Option<Completion>, T> {
+    /// Returns how the receiver, if any, is woken, or the message if the
+    /// queue is full.
+    fn offer(&mut self, msg: T) -> Result<Option<Woken>, T> {
         match self.recv_wait.give(msg) {
-            Ok(receiver) => Ok(receiver),
+            Ok(receiver) => Ok(Some(receiver)),
             Err(msg) if self.has_room() => {
                 self.queue.push_back(msg);
                 Ok(None)
@@ -139,11 +139,11 @@ impl<T> Inner<T> {
     }
 
     /// Receives without waiting; the slot it frees goes to the oldest
-    /// waiting sender's message. Returns the message and the sender's
-    /// completion.
-    fn poll(&mut self) -> Option<(T, Option<Completion>)> {
+    /// waiting sender's message. Returns the message and how that sender
+    /// is woken.
+    fn poll(&mut self) -> Option<(T, Option<Woken>)> {
         let msg = self.queue.pop_front()?;
-        let sender = self.send_wait.take().and_then(|(queued, sender)| {
+        let sender = self.send_wait.take().map(|(queued, sender)| {
             self.queue.push_back(queued);
             sender
         });
@@ -175,6 +175,22 @@ fn park_holding<T>(inner: SpinGuard<'_, Inner<T>>, deadline: Option<Instant>) {
     unsafe { park_releasing(inner.hand_over(), deadline) }
 }
 
+/// Tells the lock how a waiter was woken (a lock whose wakes stay on its
+/// thread gets biased to it, see `lock`), and returns the completion to
+/// finish once it is released.
+fn noted<T>(inner: &SpinGuard<'_, Inner<T>>, woken: Option<Woken>) -> Option<Completion> {
+    match woken? {
+        Woken::Here => {
+            inner.note_wake(true);
+            None
+        }
+        Woken::Later(completion) => {
+            inner.note_wake(false);
+            Some(completion)
+        }
+    }
+}
+
 /// Finishes the completion `c`, if any: called after the channel lock is
 /// released.
 fn finish(c: Option<Completion>) {
@@ -193,6 +209,7 @@ impl<T> Sender<T> {
         }
         let msg = match inner.offer(msg) {
             Ok(receiver) => {
+                let receiver = noted(&inner, receiver);
                 drop(inner);
                 finish(receiver);
                 return Ok(());
@@ -231,6 +248,7 @@ impl<T> Sender<T> {
             return Err(TrySendError::Disconnected(msg));
         }
         let receiver = inner.offer(msg).map_err(TrySendError::Full)?;
+        let receiver = noted(&inner, receiver);
         drop(inner);
         finish(receiver);
         Ok(())
@@ -266,6 +284,7 @@ impl<T> Receiver<T> {
         let mut inner = self.chan.lock();
         match inner.poll() {
             Some((msg, sender)) => {
+                let sender = noted(&inner, sender);
                 drop(inner);
                 finish(sender);
                 Ok(msg)
@@ -292,6 +311,7 @@ impl<T> Receiver<T> {
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut inner = self.chan.lock();
         if let Some((msg, sender)) = inner.poll() {
+            let sender = noted(&inner, sender);
             drop(inner);
             finish(sender);
             return Ok(msg);

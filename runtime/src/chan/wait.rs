@@ -203,7 +203,7 @@ impl<T> WaitList<T> {
     /// Completes the oldest waiting receiver with `msg`; gives the message
     /// back if none waits. The completion, if any, is finished once the
     /// lock is released.
-    pub(super) fn give(&mut self, msg: T) -> Result<Option<Completion>, T> {
+    pub(super) fn give(&mut self, msg: T) -> Result<Woken, T> {
         let Some(w) = self.pop() else {
             return Err(msg);
         };
@@ -217,7 +217,7 @@ impl<T> WaitList<T> {
     }
 
     /// Completes the oldest waiting sender by taking its message.
-    pub(super) fn take(&mut self) -> Option<(T, Option<Completion>)> {
+    pub(super) fn take(&mut self) -> Option<(T, Woken)> {
         let w = self.pop()?;
         // SAFETY: as in `give`.
         unsafe {
@@ -277,23 +277,31 @@ unsafe fn take_waker<T>(w: &Waiter<T>) -> Waker {
 /// # Safety
 ///
 /// As for [`claim`], the message already moved.
-unsafe fn complete<T>(w: &Waiter<T>) -> Option<Completion> {
+unsafe fn complete<T>(w: &Waiter<T>) -> Woken {
     // SAFETY: by the contract.
     let waker = unsafe { take_waker(w) };
     // SAFETY: by the contract, the owner is blocked in this operation.
     match unsafe { waker.wake_here() } {
         Ok(()) => {
             w.state.store(DONE, Ordering::Release);
-            None
+            Woken::Here
         }
         Err(waker) => {
             w.state.store(CLAIMING, Ordering::Relaxed);
-            Some(Completion {
+            Woken::Later(Completion {
                 state: NonNull::from(&w.state),
                 waker,
             })
         }
     }
+}
+
+/// How a completed waiter's owner is woken.
+pub(super) enum Woken {
+    /// It was a task of the completer's own worker, woken already.
+    Here,
+    /// Finish this once the lock is released.
+    Later(Completion),
 }
 
 /// A waiter completed under the channel lock whose owner is not yet let go:
