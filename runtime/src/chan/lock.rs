@@ -61,7 +61,7 @@ use crate::membarrier;
 
 /// Wakes of tasks of the waker's own worker, and none of another thread,
 /// that bias a lock.
-const BIAS_AFTER: u32 = 64;
+const BIAS_AFTER: u8 = 64;
 
 /// `SpinLock::owner` of a lock biased to no thread.
 const UNBIASED: u64 = 0;
@@ -94,24 +94,29 @@ fn assign_thread_id() -> u64 {
     })
 }
 
+/// Laid out by hand: the lock's words take 16 bytes before the value, so
+/// that a channel (with its `Arc` counts) still fits two cache lines, as it
+/// did before the bias (laid out by the compiler, `locked` went to a third
+/// one, after the value).
+#[repr(C)]
 pub(super) struct SpinLock<T> {
     /// Held by whoever locks with a read-modify-write: every thread but the
     /// owner.
     locked: AtomicBool,
     /// Held by the owner when it locks through its bias.
     owner_holds: AtomicBool,
+    /// Touched only by a holder of `locked`.
+    bias: UnsafeCell<Bias>,
     /// The thread id the lock is biased to, or `UNBIASED`. Changed only by
     /// a holder of `locked`.
     owner: AtomicU64,
-    /// Touched only by a holder of `locked`.
-    bias: UnsafeCell<Bias>,
     value: UnsafeCell<T>,
 }
 
 /// Whether the lock may still be biased.
 struct Bias {
     /// Wakes so far, all of tasks of the waker's own worker.
-    local_wakes: u32,
+    local_wakes: u8,
     /// Biased once, or woke another thread's task: never biased (again).
     settled: bool,
 }
