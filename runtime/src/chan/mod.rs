@@ -178,6 +178,7 @@ fn park_holding<T>(inner: SpinGuard<'_, Inner<T>>, deadline: Option<Instant>) {
 /// Tells the lock how a waiter was woken (a lock whose wakes stay on its
 /// thread gets biased to it, see `lock`), and returns the completion to
 /// finish once it is released.
+#[inline]
 fn noted<T>(inner: &SpinGuard<'_, Inner<T>>, woken: Option<Woken>) -> Option<Completion> {
     match woken? {
         Woken::Here => {
@@ -193,6 +194,7 @@ fn noted<T>(inner: &SpinGuard<'_, Inner<T>>, woken: Option<Woken>) -> Option<Com
 
 /// Finishes the completion `c`, if any: called after the channel lock is
 /// released.
+#[inline]
 fn finish(c: Option<Completion>) {
     if let Some(c) = c {
         c.finish();

@@ -146,6 +146,7 @@ impl Chain {
         }
     }
 
+    #[inline]
     fn count_first(&mut self, bytes: usize) {
         if bytes > self.first_counted {
             resident::add(bytes - self.first_counted);
