@@ -20,8 +20,9 @@
 //! Tasks stay on the worker that first ran them, so a channel between two
 //! tasks of one worker is locked by one thread only, and its
 //! read-modify-write excludes no one, yet costs: a ping-pong round trip
-//! (four locks) measured 64-72 ns with the bias below against 69-83 ns
-//! without (scratch program, 6 alternating runs each).
+//! (four locks) measured 64-72 ns with the owner's lock below (then biased
+//! after 256 locks in a row, since replaced) against 69-83 ns without
+//! (scratch program, 6 alternating runs each).
 //!
 //! A channel whose first [`BIAS_AFTER`] wakes of blocked operations all
 //! woke tasks of the waker's own worker (`SpinGuard::note_wake`) is biased

@@ -69,7 +69,7 @@ impl Waker {
         // SAFETY: the owner is blocked, so it has not finished: its cell
         // is alive (its scheduler's reference is held by the run queue, by
         // `running` or by its PARKED state).
-        let claimed = if unsafe { worker::is_pinned_here(task) } {
+        let claimed = if unsafe { worker::pinned_here(task) }.is_some() {
             // SAFETY: alive as above, and we complete the operation the
             // task is blocked in, on its worker's thread.
             unsafe { claim_here(task) }

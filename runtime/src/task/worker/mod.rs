@@ -213,16 +213,6 @@ pub(crate) fn schedule(task: TaskRef) {
     }
 }
 
-/// Whether the calling thread is the worker `task` is pinned to.
-///
-/// # Safety
-///
-/// The task's cell stays alive during the call.
-pub(crate) unsafe fn is_pinned_here(task: NonNull<Header>) -> bool {
-    // SAFETY: by the contract.
-    unsafe { pinned_here(task) }.is_some()
-}
-
 /// The calling thread's worker, if `task` is pinned to it.
 ///
 /// # Safety
