@@ -483,3 +483,24 @@ fn shrink_now_from_destructors_in_a_task_and_at_shutdown_returns() {
     drop((busy, never));
     drop(rt2);
 }
+
+/// A joiner that consumed the wake of a completion claiming it before the
+/// completion said done parked again for good (issue 13: 2 workers, rounds
+/// of spawn and join hung within seconds).
+#[test]
+fn rounds_of_spawn_and_join_on_two_workers_never_hang() {
+    let rounds = common::within(Duration::from_secs(60), "spawn/join rounds", || {
+        let rt = runtime(2);
+        for round in 0..2000u64 {
+            let sum = rt.block_on(move || {
+                let hs: Vec<_> = (0..200u64)
+                    .map(|i| growstack::spawn(move || i + round))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+            });
+            assert_eq!(sum, 200 * 199 / 2 + 200 * round);
+        }
+        2000
+    });
+    assert_eq!(rounds, 2000);
+}

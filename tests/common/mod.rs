@@ -48,3 +48,24 @@ fn burn(f: &mut dyn FnMut()) {
     burn(f);
     black_box(&pad);
 }
+
+/// Runs `f` on a thread of its own and waits at most `limit` for it: a test
+/// of something that used to hang fails with a message instead of hanging
+/// the suite. The stuck thread is left behind (the process ends with the
+/// test run). A panic in `f` is resumed here.
+pub fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(outcome);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("{what}: no progress within {limit:?} (hung)"),
+    }
+}

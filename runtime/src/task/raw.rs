@@ -42,10 +42,17 @@ pub(crate) const PARKED: u8 = 2;
 /// without joining, so the task drops its outcome itself, on its own stack
 /// (a result's destructor never runs on the worker's scheduler, where a
 /// blocking call would block the whole worker).
+///
+/// `CLAIMING`: the task completed while the joiner waited, and the
+/// completion is claiming the joiner's waker. The joiner waits it out
+/// rather than park: a wake it consumes in that window came from this very
+/// claim, and parking again would leave it parked for good once the claim
+/// found it running (the claim only noted the wake, and `DONE` follows).
 const JOIN_PENDING: u8 = 0;
 const JOIN_WAITING: u8 = 1;
 const JOIN_DONE: u8 = 2;
 const JOIN_DETACHED: u8 = 3;
+const JOIN_CLAIMING: u8 = 4;
 
 /// What diagnostics say about a task.
 pub(crate) struct TaskInfo {
@@ -151,11 +158,18 @@ impl Header {
         loop {
             match s {
                 JOIN_WAITING => {
+                    // Only we move the state on from JOIN_WAITING. The
+                    // claim below may find the joiner running and only note
+                    // the wake; `wait` must not consume that note and park
+                    // again before it sees DONE (it waits out CLAIMING).
+                    // The claim's release orders this store before the
+                    // wake the joiner acquires.
+                    self.join.store(JOIN_CLAIMING, Ordering::Relaxed);
                     // SAFETY: the joiner wrote `joiner` before setting
                     // JOIN_WAITING (release), which our load acquired, and
-                    // never touches it again. Only we move the state on from
-                    // JOIN_WAITING, and the joiner stays blocked in `wait`
-                    // until we do: its waker is still valid to claim.
+                    // never touches it again. The joiner stays blocked in
+                    // `wait` until we store DONE: its waker is still valid
+                    // to claim.
                     let wakeup = unsafe { (*self.joiner.get()).take().map(|w| w.claim()) };
                     self.join.store(JOIN_DONE, Ordering::Release);
                     if let Some(w) = wakeup {
@@ -203,8 +217,15 @@ impl Header {
             )
             .is_ok()
         {
-            while !self.is_done() {
-                super::park::park();
+            loop {
+                match self.join.load(Ordering::Acquire) {
+                    JOIN_DONE => return,
+                    // The completion is claiming our waker, a few
+                    // instructions of another thread: the thread yields,
+                    // as for a channel waiter (`chan::wait`).
+                    JOIN_CLAIMING => std::thread::yield_now(),
+                    _ => super::park::park(),
+                }
             }
         }
     }
