@@ -3,26 +3,12 @@
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
 
-const CHILD: &str = "GROWSTACK_OVERFLOW_CHILD";
 const SIGABRT: i32 = 6;
 const SIGSEGV: i32 = 11;
 
-/// In the child, runs `crash`; in the parent, runs the child and returns
-/// its output.
-fn child(name: &str, crash: impl FnOnce()) -> Option<Output> {
-    if std::env::var(CHILD).as_deref() == Ok(name) {
-        crash();
-        unreachable!("the child was meant to crash");
-    }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .output()
-        .unwrap();
-    Some(out)
-}
+mod common;
+use common::child;
 
 /// Unannotated, unbounded recursion: the point of these children.
 #[inline(never)]

@@ -112,15 +112,27 @@ impl ThreadStack {
 }
 
 impl Drop for ThreadStack {
+    /// Runs among the thread's TLS destructors: when its main function
+    /// returned, but also inside `std::process::exit` (glibc runs the
+    /// calling thread's TLS destructors there), which may be called from
+    /// deep in a recursion, on a segment, or from a task. So it never
+    /// gives back a stack that still holds frames: only the native chain's
+    /// cached segments are released; the segments in use, and g0 while
+    /// any are, are leaked (the process is exiting). A task's stacks are
+    /// its worker's, not the thread's.
     fn drop(&mut self) {
         // Later checks on this thread (other thread-locals' destructors)
-        // pass and stay on the native stack.
+        // pass and stay on the stack they run on.
         guard::set(0);
-        self.native.release_all();
+        let has_frames_on_segments = self.native.depth() > 0;
+        self.native.drop_cached();
+        self.native.leak();
         if let Some(slot) = self.altstack.take() {
             signal::drop_altstack(slot);
         }
-        if let Some(slot) = self.g0.take() {
+        if let Some(slot) = self.g0.take()
+            && !has_frames_on_segments
+        {
             stack::arena::free(slot);
         }
     }

@@ -69,3 +69,20 @@ pub fn within<T: Send + 'static>(
         Err(_) => panic!("{what}: no progress within {limit:?} (hung)"),
     }
 }
+
+/// In the child, runs `body`, which must end the process (exit or crash);
+/// in the parent, runs this test binary again as a child running only the
+/// test `name`, and returns its output (`None` in the child).
+pub fn child(name: &str, body: impl FnOnce()) -> Option<std::process::Output> {
+    const CHILD: &str = "GROWSTACK_TEST_CHILD";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        body();
+        unreachable!("the child was meant to end the process");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    Some(out)
+}

@@ -165,6 +165,11 @@ impl Chain {
         core::mem::take(&mut self.first_counted)
     }
 
+    /// How many segments hold frames.
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
     /// Whether the context has grown onto segments (in use or cached).
     pub(crate) fn has_segments(&self) -> bool {
         !self.segments.is_empty()
