@@ -8,7 +8,7 @@ const SIGABRT: i32 = 6;
 const SIGSEGV: i32 = 11;
 
 mod common;
-use common::child;
+use common::{CHILD, child};
 
 /// Unannotated, unbounded recursion: the point of these children.
 #[inline(never)]
@@ -166,7 +166,7 @@ fn a_drop_chain_past_the_limit_panics_once_then_aborts_while_unwinding() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(list)));
         unreachable!("the second refusal aborts");
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, NAME)
         .env("RUST_BACKTRACE", "0")

@@ -88,3 +88,174 @@ fn process_exit_deep_in_a_task_exits_with_its_code() {
     assert_eq!(out.status.signal(), None, "{stderr}");
     assert_eq!(out.status.code(), Some(9), "{stderr}");
 }
+
+/// A task whose `recv_timeout` timed out waits in its worker's ready queue
+/// with its waiter still linked in the channel. Dropping the runtime then
+/// must not free its cell: the next send claims through it. (The drain
+/// dropped the queue's reference; the handle's was the last, and freeing
+/// the cell counted the task out of `tasks_live`.)
+#[test]
+fn dropping_a_runtime_never_frees_a_started_task_still_linked_in_a_channel() {
+    let name = "dropping_a_runtime_never_frees_a_started_task_still_linked_in_a_channel";
+    let Some(out) = child(name, || {
+        use std::time::{Duration, Instant};
+        let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+        let t0 = Instant::now();
+        let at = move |ms| Duration::from_millis(ms).saturating_sub(t0.elapsed());
+        let (tx, rx) = growstack::chan::bounded::<u32>(1);
+        let (spinning_tx, spinning) = std::sync::mpsc::channel();
+        let c = rt.spawn(move || {
+            growstack::sleep(at(20));
+            spinning_tx.send(()).unwrap();
+            // Long enough for the drop below to begin; then each yield
+            // hands the worker to the next of B1..B8, and within eight
+            // such rounds one looks around, sees the runtime shutting
+            // down and stops: A never runs again.
+            std::thread::sleep(Duration::from_millis(100));
+            loop {
+                growstack::yield_now();
+            }
+        });
+        let bs: Vec<_> = (0..8)
+            .map(|_| {
+                rt.spawn(move || {
+                    growstack::sleep(at(21));
+                    loop {
+                        growstack::yield_now();
+                    }
+                })
+            })
+            .collect();
+        // A parks in the receive, its waiter linked in the channel.
+        let a = rt.spawn(move || rx.recv_timeout(at(22)).is_err());
+        // C, B1..B8 and A park on their timers (started in that order, from
+        // the injector); D then keeps the worker busy past every deadline.
+        // When it finishes, one round fires the timers of C, then B1..B8,
+        // then A, and queues them in that order: A is tenth.
+        let d = rt.spawn(move || {
+            while t0.elapsed() < Duration::from_millis(80) {
+                std::hint::spin_loop();
+            }
+        });
+        spinning.recv().unwrap();
+        let live = growstack::stats().tasks_live;
+        drop(rt);
+        drop((a, bs, c, d));
+        let live_after = growstack::stats().tasks_live;
+        // The send completes A's waiter and claims A through its cell.
+        let sent = tx.send(7).is_ok();
+        println!("live {live} -> {live_after}; sent {sent}");
+        std::process::exit(0);
+    }) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("live ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no report from the child:\n{stdout}\n{stderr}"));
+    // A, B1..B8 and C started and never finish: their cells are never
+    // freed, so they stay counted. D finished before.
+    assert_eq!(line, "10 -> 10; sent true", "{stdout}\n{stderr}");
+}
+
+struct FlagOnDrop(&'static std::sync::atomic::AtomicBool);
+
+impl Drop for FlagOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+static WORKER_TLS_DROPPED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+thread_local! {
+    static WORKER_TLS: FlagOnDrop = const { FlagOnDrop(&WORKER_TLS_DROPPED) };
+}
+
+/// A task parked inside `with` on a worker's thread-local (here, a scoped
+/// thread it started could be reading it meanwhile) borrows that
+/// thread-local for good once its runtime is dropped: the worker's thread
+/// must never run its TLS destructors.
+#[test]
+fn a_worker_with_tasks_in_flight_keeps_its_thread_locals_alive_after_the_runtime_is_dropped() {
+    let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+    let (parked_tx, parked) = growstack::chan::bounded(1);
+    let (_never_tx, never) = growstack::chan::bounded::<()>(1);
+    let h = rt.spawn(move || {
+        WORKER_TLS.with(|v| {
+            parked_tx.send(()).unwrap();
+            let _ = never.recv();
+            black_box(v);
+        })
+    });
+    parked.recv().unwrap();
+    drop(rt);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !WORKER_TLS_DROPPED.load(std::sync::atomic::Ordering::SeqCst),
+        "the worker's thread-local was destroyed under a parked task"
+    );
+    drop(h);
+}
+
+/// Joining a task that will never run again (its runtime was dropped)
+/// returns `Cancelled` instead of blocking forever: joined before the
+/// drop (the joiner is woken), after it, and for a task that never started.
+#[test]
+fn joins_of_tasks_a_dropped_runtime_will_never_finish_return_cancelled() {
+    use growstack::task::Cancelled;
+    let (blocked_before, blocked_after, never_started) = common::within(
+        std::time::Duration::from_secs(60),
+        "joins after drop",
+        || {
+            let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+            let (started_tx, started) = growstack::chan::bounded(2);
+            let (_never_tx, never) = growstack::chan::bounded::<()>(1);
+            let never2 = never.clone();
+            let s2 = started_tx.clone();
+            let a = rt.spawn(move || {
+                started_tx.send(()).unwrap();
+                let _ = never.recv();
+            });
+            let b = rt.spawn(move || {
+                s2.send(()).unwrap();
+                let _ = never2.recv();
+            });
+            started.recv().unwrap();
+            started.recv().unwrap();
+            // Joined from another thread while the runtime drops.
+            let joiner = std::thread::spawn(move || a.join());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            // One that never starts: the worker is busy until the drop.
+            let (go_tx, go) = std::sync::mpsc::channel::<()>();
+            let busy = rt.spawn(move || {
+                let _ = go.recv();
+            });
+            let c = rt.spawn(|| 1);
+            // Let `busy` end only once the drop has begun.
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                drop(go_tx);
+            });
+            drop(rt);
+            drop(busy);
+            (joiner.join().unwrap(), b.join(), c.join())
+        },
+    );
+    for (what, r) in [
+        ("joined before the drop", blocked_before.map(|_| 0)),
+        ("joined after the drop", blocked_after.map(|_| 0)),
+        ("never started", never_started),
+    ] {
+        let payload = r.expect_err(what);
+        assert_eq!(
+            payload.downcast_ref::<Cancelled>(),
+            Some(&Cancelled),
+            "{what}"
+        );
+    }
+}

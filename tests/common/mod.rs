@@ -70,11 +70,14 @@ pub fn within<T: Send + 'static>(
     }
 }
 
+/// The variable that tells a test binary run by [`child`] which test it
+/// runs as the child.
+pub const CHILD: &str = "GROWSTACK_TEST_CHILD";
+
 /// In the child, runs `body`, which must end the process (exit or crash);
 /// in the parent, runs this test binary again as a child running only the
 /// test `name`, and returns its output (`None` in the child).
 pub fn child(name: &str, body: impl FnOnce()) -> Option<std::process::Output> {
-    const CHILD: &str = "GROWSTACK_TEST_CHILD";
     if std::env::var(CHILD).as_deref() == Ok(name) {
         body();
         unreachable!("the child was meant to end the process");

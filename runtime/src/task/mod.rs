@@ -80,6 +80,43 @@ impl<T> core::fmt::Debug for JoinHandle<T> {
     }
 }
 
+/// The panic payload [`JoinHandle::join`] returns for a task that will
+/// never finish because its runtime was dropped first (like tokio's
+/// `JoinError::Cancelled`).
+///
+/// A task that never started is dropped unrun. A task that started and
+/// had not finished is not unwound: it never runs again, its stack and
+/// the values on it are leaked, as with [`std::mem::forget`].
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// use growstack::task::Cancelled;
+/// let rt = growstack::Runtime::builder().workers(1).build()?;
+/// let (started_tx, started) = growstack::chan::bounded(1);
+/// let (tx, rx) = growstack::chan::bounded::<()>(1);
+/// // Started, then blocked for good on a channel nobody sends on.
+/// let stuck = rt.spawn(move || {
+///     started_tx.send(()).unwrap();
+///     let _ = rx.recv();
+/// });
+/// started.recv().unwrap();
+/// drop(rt);
+/// let payload = stuck.join().unwrap_err();
+/// assert_eq!(payload.downcast_ref::<Cancelled>(), Some(&Cancelled));
+/// drop(tx);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
+impl core::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the runtime was dropped before the task finished")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
 /// The shard of the worker the calling task runs on.
 fn current_shard(what: &str) -> &'static Arc<Shard> {
     match worker::current() {

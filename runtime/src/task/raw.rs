@@ -111,7 +111,7 @@ pub(crate) struct Header {
     pub(crate) info: TaskInfo,
     /// Keeps the runtime alive while the task may be woken (and with it
     /// the worker `pinned` points to).
-    _shard: Arc<Shard>,
+    shard: Arc<Shard>,
     pub(crate) ctx: UnsafeCell<Context>,
 }
 
@@ -126,7 +126,7 @@ impl Header {
             joiner: UnsafeCell::new(None),
             pinned: AtomicPtr::new(core::ptr::null_mut()),
             info,
-            _shard: shard,
+            shard: shard,
             ctx: UnsafeCell::new(Context {
                 sp: 0,
                 slot: None,
@@ -195,12 +195,20 @@ impl Header {
         self.join.load(Ordering::Acquire) == JOIN_DONE
     }
 
-    /// Blocks (parks the task or the thread) until the task completed.
+    /// Blocks (parks the task or the thread) until the task completed, or
+    /// was cancelled because its runtime stopped first.
+    ///
+    /// A joiner that is not a task of the task's own runtime registers
+    /// with that runtime while it waits: if the runtime stops before the
+    /// task finishes, nothing else would ever complete the join
+    /// (`Shared::stop`). A task of the same runtime needs no registration:
+    /// it would never run again either.
     ///
     /// # Safety
     ///
-    /// Called by the one `JoinHandle` of the task, at most once.
-    unsafe fn wait(&self) {
+    /// Called by the one `JoinHandle` of the task, at most once; `task` is
+    /// a reference to this header's cell.
+    unsafe fn wait(&self, task: &TaskRef) {
         if self.is_done() {
             return;
         }
@@ -217,9 +225,11 @@ impl Header {
             )
             .is_ok()
         {
+            let shared = &self.shard.shared;
+            let registered = !super::worker::runs_task_of(shared) && shared.register_join(task);
             loop {
                 match self.join.load(Ordering::Acquire) {
-                    JOIN_DONE => return,
+                    JOIN_DONE => break,
                     // The completion is claiming our waker, a few
                     // instructions of another thread: the thread yields,
                     // as for a channel waiter (`chan::wait`).
@@ -227,7 +237,15 @@ impl Header {
                     _ => super::park::park(),
                 }
             }
+            if registered {
+                shared.unregister_join(task);
+            }
         }
+    }
+
+    /// Whether the task has started running (it is pinned to a worker).
+    pub(crate) fn has_started(&self) -> bool {
+        !self.pinned.load(Ordering::Acquire).is_null()
     }
 }
 
@@ -237,7 +255,9 @@ struct Vtable {
     /// once, by the worker running the task, on the task's stack.
     run: unsafe fn(NonNull<Header>),
     /// Completes the task with a panic payload without running it (its
-    /// stack could not be allocated); instead of `run`.
+    /// stack could not be allocated, or its runtime stopped before it
+    /// started), instead of `run`; or, for a task that started and will
+    /// never run again (its runtime stopped), instead of finishing it.
     fail: unsafe fn(NonNull<Header>, Box<dyn Any + Send>),
     /// Moves the outcome into `out`, a `*mut std::thread::Result<T>`, once
     /// the join state is `DONE`.
@@ -297,9 +317,15 @@ where
     unsafe fn fail(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
         // SAFETY: by the vtable contract, `ptr` is a live cell of ours.
         let this = unsafe { Self::cell(ptr) };
-        // SAFETY: as in `run`; the closure is dropped here, unrun.
-        unsafe { *this.stage.get() = Stage::Running };
+        // SAFETY: as in `run`: the stage is ours. A task that started has
+        // `Running` there (its closure lives on its stack, never dropped);
+        // one that did not has its closure, dropped below, unrun.
+        let stage = unsafe { core::mem::replace(&mut *this.stage.get(), Stage::Running) };
         this.finish(Err(payload));
+        // The closure's destructor is user code, run by the scheduler: a
+        // panic in it (reported by the panic hook) must not unwind into
+        // the scheduler, and the join above is already complete.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(stage)));
     }
 
     unsafe fn take(ptr: NonNull<Header>, out: *mut ()) {
@@ -430,11 +456,14 @@ impl TaskRef {
         unsafe { (self.header().vtable.run)(self.ptr) }
     }
 
-    /// Completes the task with a panic payload without running it.
+    /// Completes the task with a panic payload without running it
+    /// (further); see `Vtable::fail`.
     ///
     /// # Safety
     ///
-    /// As for `run`, instead of it.
+    /// As for `run`, instead of it; or the task started, has not finished,
+    /// and will never run again, and the caller alone touches its context
+    /// and stage (its runtime's workers have all stopped).
     pub(crate) unsafe fn fail(&self, payload: Box<dyn Any + Send>) {
         // SAFETY: by the contract.
         unsafe { (self.header().vtable.fail)(self.ptr, payload) }
@@ -491,7 +520,7 @@ impl<T> Joinable<T> {
         // `take` writes a `std::thread::Result<T>` (the handle was made by
         // `TaskRef::new` for this `T`).
         unsafe {
-            task.header().wait();
+            task.header().wait(&task);
             (task.header().vtable.take)(task.ptr, out.as_mut_ptr().cast());
             out.assume_init()
         }

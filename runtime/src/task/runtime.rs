@@ -72,6 +72,9 @@ struct RemoteState {
     /// `shrink_now` callers waiting for a pass; each gets a message.
     shrink_requests: Vec<Sender<()>>,
     exited: bool,
+    /// The worker stopped with tasks in flight and parks its thread for
+    /// good (`Worker::run`).
+    keeps_thread: bool,
 }
 
 impl Remote {
@@ -85,6 +88,11 @@ impl Remote {
             wakeup: Condvar::new(),
             preempt: Preempt::default(),
         }
+    }
+
+    /// The worker stopped with tasks in flight: its thread stays parked.
+    pub(crate) fn keep_thread(&self) {
+        lock(&self.state).keeps_thread = true;
     }
 
     /// The worker publishes (or, with null, withdraws) its guard's address.
@@ -294,12 +302,79 @@ pub(crate) struct Shared {
     injected: AtomicUsize,
     sleepers: AtomicUsize,
     shutdown: AtomicBool,
+    /// Workers still in their scheduling loop; the one that takes it to 0
+    /// stops the runtime (`stop`).
+    in_loop: AtomicUsize,
+    /// Joins waited on by threads and tasks outside this runtime
+    /// (`Header::wait`), and whether the runtime has stopped.
+    joins: Mutex<Joins>,
+    /// How many workers have drained their queues, for `Runtime::drop`.
+    drained: Mutex<usize>,
+    drained_cv: Condvar,
     monitor_lock: Mutex<()>,
     monitor_wakeup: Condvar,
     pub(crate) config: Config,
 }
 
+#[derive(Default)]
+struct Joins {
+    stopped: bool,
+    waiting: Vec<TaskRef>,
+}
+
 impl Shared {
+    /// Registers the join of `task` by a joiner outside this runtime, which
+    /// is waiting (`Header::wait`); false if the runtime has stopped, in
+    /// which case the task is cancelled here if it has not finished.
+    pub(crate) fn register_join(&self, task: &TaskRef) -> bool {
+        let mut joins = lock(&self.joins);
+        if joins.stopped {
+            drop(joins);
+            cancel_started(task);
+            return false;
+        }
+        joins.waiting.push(task.clone());
+        true
+    }
+
+    /// The joiner of `task` stopped waiting.
+    pub(crate) fn unregister_join(&self, task: &TaskRef) {
+        let mut joins = lock(&self.joins);
+        if let Some(i) = joins
+            .waiting
+            .iter()
+            .position(|t| t.as_ptr() == task.as_ptr())
+        {
+            joins.waiting.swap_remove(i);
+        }
+    }
+
+    /// A worker left its scheduling loop for good. The last one stops the
+    /// runtime: no task of it will ever run again, so the joins waited on
+    /// from outside are completed with [`Cancelled`](super::Cancelled)
+    /// (tasks that never started are failed the same way by whoever
+    /// drains their queue: the workers, and here the injector).
+    pub(crate) fn left_loop(&self) {
+        if self.in_loop.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let waiting = {
+            let mut joins = lock(&self.joins);
+            joins.stopped = true;
+            core::mem::take(&mut joins.waiting)
+        };
+        waiting.iter().for_each(cancel_started);
+        let injected = core::mem::take(&mut *lock(&self.injector));
+        self.injected.store(0, Ordering::Relaxed);
+        injected.into_iter().for_each(cancel_unstarted);
+    }
+
+    /// A worker drained its queues (`Runtime::drop` waits for all).
+    pub(crate) fn drained(&self) {
+        *lock(&self.drained) += 1;
+        self.drained_cv.notify_all();
+    }
+
     pub(crate) fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
     }
@@ -371,6 +446,34 @@ impl Shared {
         drop(state);
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Completes a task of a stopped runtime that started and has not
+/// finished with a [`Cancelled`](super::Cancelled) payload. A task that
+/// never started is left to the owner of the queue it is in
+/// ([`cancel_unstarted`]).
+///
+/// Called once every worker has left its scheduling loop (`left_loop`).
+pub(crate) fn cancel_started(task: &TaskRef) {
+    let h = task.header();
+    if h.has_started() && !h.is_done() {
+        // SAFETY: the task started, has not finished, and never runs again:
+        // every worker of its runtime has left its loop, and the stop
+        // acquired their last steps through `in_loop`. Nobody else cancels
+        // a started task: the stopper takes each registered join once, and
+        // a joiner registering later finds the runtime stopped under the
+        // lock the stopper took.
+        unsafe { task.fail(Box::new(super::Cancelled)) };
+    }
+}
+
+/// Fails a task that never started, taken from a queue of a stopped
+/// runtime by that queue's owner: its closure is dropped and its joiner
+/// gets a [`Cancelled`](super::Cancelled) payload.
+pub(crate) fn cancel_unstarted(task: TaskRef) {
+    // SAFETY: the task never ran and never will: its runtime stopped, and
+    // the caller took it out of its queue.
+    unsafe { task.fail(Box::new(super::Cancelled)) };
 }
 
 /// A pool of worker threads that run growstack tasks.
@@ -478,13 +581,27 @@ impl Drop for Runtime {
             worker::current().is_some_and(|w| Arc::ptr_eq(&w.shard.shared, &self.shared));
         if on_own_worker {
             // Dropped by one of its own tasks: the workers stop by themselves;
-            // joining would wait for this very thread.
+            // waiting would wait for this very thread.
             return;
         }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        let n = self.shared.workers.len();
+        let mut drained = lock(&self.shared.drained);
+        while *drained < n {
+            drained = self
+                .shared
+                .drained_cv
+                .wait(drained)
+                .unwrap_or_else(|e| e.into_inner());
         }
-        lock(&self.shared.injector).clear();
+        drop(drained);
+        // A worker that still has tasks in flight keeps its thread (and its
+        // thread-locals, which those tasks may borrow) parked for good:
+        // joining it would never return.
+        for (t, w) in self.threads.drain(..).zip(self.shared.workers.iter()) {
+            if !lock(&w.state).keeps_thread {
+                let _ = t.join();
+            }
+        }
     }
 }
 
@@ -599,6 +716,10 @@ impl Builder {
             injected: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            in_loop: AtomicUsize::new(workers),
+            joins: Mutex::new(Joins::default()),
+            drained: Mutex::new(0),
+            drained_cv: Condvar::new(),
             monitor_lock: Mutex::new(()),
             monitor_wakeup: Condvar::new(),
             config: Config {

@@ -133,6 +133,8 @@ pub(crate) struct Worker {
     last_pass: Cell<Instant>,
     /// Whether a task ran since then (`maintain`).
     ran_since_pass: Cell<bool>,
+    /// Tasks that started here and have not finished.
+    in_flight: Cell<usize>,
     /// The task running now; empty while the scheduler runs.
     running: Running,
     /// The scheduler's stack pointer while a task runs (the link of
@@ -211,6 +213,11 @@ pub(crate) fn schedule(task: TaskRef) {
         // alive (`Header::_shard`) while we hold it.
         _ => unsafe { &*pinned }.push_remote(task),
     }
+}
+
+/// Whether the caller is a task of the runtime `shared`.
+pub(crate) fn runs_task_of(shared: &Shared) -> bool {
+    current().is_some_and(|w| w.running.get().is_some() && core::ptr::eq(&*w.shared, shared))
 }
 
 /// The calling thread's worker, if `task` is pinned to it.
@@ -338,6 +345,7 @@ impl Worker {
             cells: CellCache::new(),
             last_pass: Cell::new(Instant::now()),
             ran_since_pass: Cell::new(false),
+            in_flight: Cell::new(0),
             running: Running::new(),
             sched_sp: Cell::new(0),
             why: Cell::new(Why::Yield),
@@ -347,10 +355,40 @@ impl Worker {
         };
         worker.remote().publish_guard(guard::cell());
         WORKER.with(|w| w.set(&worker));
-        worker.schedule_loop();
-        WORKER.with(|w| w.set(core::ptr::null()));
-        worker.remote().publish_guard(core::ptr::null());
+        // The loop runs no user code outside tasks (whose panics their
+        // closures catch) except destructors it guards itself. Should one
+        // of its own checks panic, the thread must still not keep pointing
+        // at this frame, and the runtime must still stop.
+        let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _leaving = Leaving(&worker);
+            worker.schedule_loop();
+        }));
         worker.drain();
+        let keeps_thread = worker.in_flight.get() > 0;
+        if keeps_thread {
+            // Said before `drained`: `Runtime::drop` must not join us.
+            worker.remote().keep_thread();
+        }
+        worker.shared.drained();
+        if let Err(payload) = looped {
+            eprintln!(
+                "growstack: the scheduler of worker {} panicked (a bug in growstack); \
+                 its runtime stops",
+                worker.index
+            );
+            if !keeps_thread {
+                std::panic::resume_unwind(payload);
+            }
+        }
+        if keeps_thread {
+            // Tasks that started here and will never finish may hold
+            // references to this thread's thread-locals (a `with` closure
+            // suspended in a park, a scoped thread borrowing them): its TLS
+            // destructors must never run. The thread parks for good.
+            loop {
+                std::thread::park();
+            }
+        }
     }
 
     fn schedule_loop(&self) {
@@ -643,6 +681,7 @@ impl Worker {
     /// Keeps the slot and the cache of a task that has switched out for
     /// good.
     fn finished(&self, task: TaskRef) {
+        self.in_flight.set(self.in_flight.get() - 1);
         // SAFETY: as in `prepare`; the task has switched out for good.
         let ctx = unsafe { &mut *task.header().ctx.get() };
         let mut counted = 0;
@@ -673,6 +712,7 @@ impl Worker {
                     return None;
                 }
             };
+            self.in_flight.set(self.in_flight.get() + 1);
             let (lo, top) = (slot.usable_lo(), slot.top());
             let max = Some(self.shared.config.max_stack);
             ctx.chain = Some(Chain::new(lo, top, max, true));
@@ -775,25 +815,39 @@ impl Worker {
         Ok(slot)
     }
 
-    /// At shutdown: drops every queued task (a task that never ran drops
-    /// its closure; one that ran keeps its stack, see `Context`; a parked
-    /// one keeps its cell too, held by its park state). No borrow
-    /// is held while they drop: their destructors are user code.
+    /// At shutdown: empties every queue. A task that never started is
+    /// failed with `Cancelled` (its closure dropped, its joiner answered);
+    /// one that started is never freed, since a channel's wait list or a
+    /// timer may still point to it: its queued references are leaked with
+    /// it (see `Context`), and so is the reference a parked one's state
+    /// holds. No borrow is held while closures drop: they are user code.
     fn drain(&self) {
-        let ready = self.ready.take_all();
-        let new = core::mem::take(&mut *self.new.borrow_mut());
+        let started = self.ready.take_all();
         let timers = core::mem::take(&mut *self.timers.borrow_mut());
         let grown = core::mem::take(&mut *self.grown.borrow_mut());
-        drop((ready, new, timers, grown));
-        let remote = self.remote();
         let mut inbox = Vec::new();
-        remote.drain_inbox(|task| inbox.push(task));
-        drop(inbox);
-        while let Some(task) = remote.pop_fresh() {
-            drop(task);
+        self.remote().drain_inbox(|task| inbox.push(task));
+        core::mem::forget((started, timers, grown, inbox));
+        let new = core::mem::take(&mut *self.new.borrow_mut());
+        new.into_iter().for_each(super::runtime::cancel_unstarted);
+        while let Some(task) = self.remote().pop_fresh() {
+            super::runtime::cancel_unstarted(task);
         }
         let slots = core::mem::take(&mut *self.slots.borrow_mut());
         maintain::release_slots(slots);
+    }
+}
+
+/// Leaves the scheduling loop, also when it unwinds: the thread forgets
+/// its worker, withdraws its guard, and the runtime learns that one more
+/// worker will never run a task again (`Shared::left_loop`).
+struct Leaving<'a>(&'a Worker);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        WORKER.with(|w| w.set(core::ptr::null()));
+        self.0.remote().publish_guard(core::ptr::null());
+        self.0.shared.left_loop();
     }
 }
 
