@@ -126,7 +126,7 @@ impl Header {
             joiner: UnsafeCell::new(None),
             pinned: AtomicPtr::new(core::ptr::null_mut()),
             info,
-            shard: shard,
+            shard,
             ctx: UnsafeCell::new(Context {
                 sp: 0,
                 slot: None,
