@@ -238,7 +238,9 @@ pub use growstack_macros::main;
 #[doc(inline)]
 pub use growstack_macros::test;
 
-pub use growstack_runtime::{Builder, JoinHandle, Runtime, chan, sleep, spawn, task, yield_now};
+pub use growstack_runtime::{
+    Builder, JoinHandle, Runtime, chan, sleep, spawn, spawn_blocking, task, yield_now,
+};
 pub use growstack_runtime::{GrowthSite, profile, profile_report, shrink_now};
 pub use growstack_runtime::{Stats, max_stack, maybe_grow, remaining_stack, set_max_stack, stats};
 

@@ -504,3 +504,50 @@ fn rounds_of_spawn_and_join_on_two_workers_never_hang() {
     });
     assert_eq!(rounds, 2000);
 }
+
+/// A task that waits for a blocking call through `spawn_blocking` parks,
+/// so another task of its (only) worker runs meanwhile: here the blocking
+/// call waits for that very task, which would deadlock if it ran on the
+/// worker.
+#[test]
+fn spawn_blocking_keeps_the_worker_free_for_its_other_tasks() {
+    let got = common::within(Duration::from_secs(60), "spawn_blocking", || {
+        let rt = runtime(1);
+        rt.block_on(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<u32>();
+            let waiting = growstack::spawn(move || {
+                growstack::spawn_blocking(move || rx.recv().unwrap() * 2)
+                    .join()
+                    .unwrap()
+            });
+            let sender = growstack::spawn(move || tx.send(21).unwrap());
+            sender.join().unwrap();
+            waiting.join().unwrap()
+        })
+    });
+    assert_eq!(got, 42);
+    // From a plain thread, and a panic comes back through join.
+    let payload = growstack::spawn_blocking(|| -> u32 { panic!("blocking job failed") })
+        .join()
+        .unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"blocking job failed"));
+}
+
+/// Settings no runtime can honour are refused by `build`, with a message
+/// naming the setting (a 2 TiB slot was accepted, and every task then
+/// failed to get its stack; a size that wraps in `next_power_of_two`
+/// panicked or wrapped to a tiny slot).
+#[test]
+fn build_refuses_settings_it_cannot_honour() {
+    for (what, builder) in [
+        ("stack (slot)", Runtime::builder().stack_size(2 << 40)),
+        ("stack (slot)", Runtime::builder().stack_size(usize::MAX)),
+        ("max_stack", Runtime::builder().max_stack(64 << 10)),
+        ("workers", Runtime::builder().workers(1 << 20)),
+        ("at least one worker", Runtime::builder().workers(0)),
+    ] {
+        let err = builder.build().expect_err(what);
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{what}");
+        assert!(err.to_string().contains(what), "{what}: {err}");
+    }
+}

@@ -3,6 +3,10 @@
 use syn::parse::{Parse, ParseStream};
 use syn::{LitInt, Token};
 
+/// The largest `frame` accepted: the largest segment the runtime's arena
+/// can hand out.
+const MAX_FRAME: usize = 1 << 40;
+
 /// `#[growable]` or `#[growable(frame = N)]`.
 #[derive(Clone, Copy, Default)]
 pub struct Args {
@@ -31,7 +35,14 @@ impl Parse for Args {
                     "`frame` takes an integer: the bytes the body needs",
                 )
             })?;
-            args.frame = Some(value.base10_parse()?);
+            let frame: usize = value.base10_parse()?;
+            if frame > MAX_FRAME {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "`frame` is larger than any stack growstack can give (1 TiB)",
+                ));
+            }
+            args.frame = Some(frame);
             if !input.is_empty() {
                 input.parse::<Token![,]>()?;
             }

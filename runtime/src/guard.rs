@@ -43,9 +43,13 @@ pub fn has_room() -> bool {
 
 /// Like [`has_room`], for a function whose body needs `frame` bytes of stack
 /// beyond the red zone (its body then runs out of line, after the check).
+/// A frame larger than the stack pointer fails the check (it wrapped
+/// around to a high address and passed).
 #[inline(always)]
 pub fn has_room_for(frame: usize) -> bool {
-    arch::stack_pointer().wrapping_sub(frame) > GUARD.with(|g| g.load(Relaxed))
+    arch::stack_pointer()
+        .checked_sub(frame)
+        .is_some_and(|low| low > GUARD.with(|g| g.load(Relaxed)))
 }
 
 /// Sets this thread's guard.

@@ -187,7 +187,11 @@ impl Chain {
             return Ok((sp - 16) & !15);
         }
         // At least the body's frame, the red zone and the guard region.
-        let needed = (desc.frame + RED_ZONE + GUARD_SIZE + PAGE_SIZE).next_power_of_two();
+        let needed = desc
+            .frame
+            .saturating_add(RED_ZONE + GUARD_SIZE + PAGE_SIZE)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX);
         let cached = self
             .segments
             .get(self.depth)
@@ -203,7 +207,7 @@ impl Chain {
                 needed.max(MIN_SEGMENT).max(previous * 2)
             }
         };
-        let total = self.in_use + size;
+        let total = self.in_use.saturating_add(size);
         let limit = self.max.unwrap_or_else(max_stack);
         if total > limit {
             return Err(Refusal::Limit { total, limit });

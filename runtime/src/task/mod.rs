@@ -11,6 +11,7 @@
 //! A task runs only on the worker thread that first ran it, so thread-locals
 //! and `!Send` values it holds across a blocking call stay on their thread.
 
+mod blocking;
 mod cells;
 mod park;
 pub(crate) mod probe;
@@ -21,6 +22,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use blocking::spawn_blocking;
 pub(crate) use park::{Waker, Wakeup, park_releasing, park_until};
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
@@ -145,6 +147,7 @@ fn current_shard(what: &str) -> &'static Arc<Shard> {
 /// assert_eq!(total, 55);
 /// # Ok::<(), std::io::Error>(())
 /// ```
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -180,6 +183,7 @@ impl Builder {
     }
 
     /// Spawns the task on the runtime of the calling task (see [`spawn`]).
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -189,6 +193,7 @@ impl Builder {
     }
 
     /// Spawns the task on `rt`.
+    #[track_caller]
     pub fn spawn_on<F, T>(self, rt: &crate::Runtime, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,

@@ -60,6 +60,8 @@ pub(crate) struct TaskInfo {
     pub(crate) name: Option<Box<str>>,
     /// Size of the task's slot.
     pub(crate) stack_size: usize,
+    /// Where it was spawned.
+    pub(crate) spawned_at: &'static core::panic::Location<'static>,
 }
 
 /// Where a task runs: touched only by the worker that runs it.
@@ -110,13 +112,14 @@ pub(crate) struct Header {
     pub(crate) pinned: AtomicPtr<Remote>,
     pub(crate) info: TaskInfo,
     /// Keeps the runtime alive while the task may be woken (and with it
-    /// the worker `pinned` points to).
-    shard: Arc<Shard>,
+    /// the worker `pinned` points to). `None` for a job of the blocking
+    /// pool, which is never pinned.
+    shard: Option<Arc<Shard>>,
     pub(crate) ctx: UnsafeCell<Context>,
 }
 
 impl Header {
-    fn new(shard: Arc<Shard>, info: TaskInfo, vtable: &'static Vtable) -> Header {
+    fn new(shard: Option<Arc<Shard>>, info: TaskInfo, vtable: &'static Vtable) -> Header {
         stats::task_started();
         Header {
             refs: AtomicUsize::new(1),
@@ -225,8 +228,10 @@ impl Header {
             )
             .is_ok()
         {
-            let shared = &self.shard.shared;
-            let registered = !super::worker::runs_task_of(shared) && shared.register_join(task);
+            let shared = self.shard.as_ref().map(|shard| &shard.shared);
+            let registered = shared.is_some_and(|shared| {
+                !super::worker::runs_task_of(shared) && shared.register_join(task)
+            });
             loop {
                 match self.join.load(Ordering::Acquire) {
                     JOIN_DONE => break,
@@ -237,7 +242,7 @@ impl Header {
                     _ => super::park::park(),
                 }
             }
-            if registered {
+            if let Some(shared) = shared.filter(|_| registered) {
                 shared.unregister_join(task);
             }
         }
@@ -400,7 +405,13 @@ unsafe impl Sync for TaskRef {}
 
 impl TaskRef {
     /// A new task running `f`, and the handle's typed view of it.
-    pub(crate) fn new<F, T>(shard: Arc<Shard>, info: TaskInfo, f: F) -> (TaskRef, Joinable<T>)
+    /// `shard` is `None` for a job of the blocking pool (`spawn_blocking`),
+    /// which runs on a plain thread of its own.
+    pub(crate) fn new<F, T>(
+        shard: Option<Arc<Shard>>,
+        info: TaskInfo,
+        f: F,
+    ) -> (TaskRef, Joinable<T>)
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -453,6 +464,18 @@ impl TaskRef {
     /// Called once, by the worker running the task, on the task's stack.
     pub(crate) unsafe fn run(&self) {
         // SAFETY: by the contract; the vtable is the cell's own.
+        unsafe { (self.header().vtable.run)(self.ptr) }
+    }
+
+    /// Runs a job of the blocking pool on the calling plain thread's own
+    /// stack (see `Vtable::run`).
+    ///
+    /// # Safety
+    ///
+    /// The task is a blocking job (made with no shard), run once.
+    pub(crate) unsafe fn run_on_thread(&self) {
+        // SAFETY: by the contract: no worker runs it, so this thread alone
+        // touches its stage and context, once.
         unsafe { (self.header().vtable.run)(self.ptr) }
     }
 

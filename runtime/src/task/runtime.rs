@@ -16,7 +16,8 @@
 //! `stackPreempt`). The worker publishes the address of its guard under
 //! its lock and withdraws it before its thread exits.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::panic::Location;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -38,7 +39,11 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) max_stack: usize,
     pub(crate) cached_stacks: usize,
-    pub(crate) time_slice: Duration,
+    /// The time slice, if tasks are preempted (`Builder::preempt`).
+    pub(crate) preempt: Option<Duration>,
+    /// How long a task may hold its worker, while others wait for it,
+    /// before the monitor warns (`Builder::stall_warning`).
+    pub(crate) stall_warning: Option<Duration>,
 }
 
 /// The part of a worker other threads reach.
@@ -60,6 +65,13 @@ struct Preempt {
     resumes: AtomicU64,
     running: AtomicBool,
     requested: AtomicBool,
+    /// The id and spawn location of the task resumed last, for the stall
+    /// warning (a location is `'static`: the monitor may read it whenever).
+    task_id: AtomicU64,
+    spawned_at: AtomicPtr<Location<'static>>,
+    /// Other tasks of this worker wait to run (its ready or new queue was
+    /// not empty at the last resume, or got a task since).
+    others_waiting: AtomicBool,
 }
 
 #[derive(Default)]
@@ -107,13 +119,27 @@ impl Remote {
         }
     }
 
-    /// The worker is about to resume a task.
-    pub(crate) fn will_resume(&self) {
+    /// The worker is about to resume the task `info`; `others_waiting`:
+    /// whether other tasks of it wait to run.
+    #[inline]
+    pub(crate) fn will_resume(&self, info: &TaskInfo, others_waiting: bool) {
         let p = &self.preempt;
         p.requested.store(false, Ordering::Relaxed);
+        p.task_id.store(info.id, Ordering::Relaxed);
+        p.spawned_at.store(
+            core::ptr::from_ref(info.spawned_at).cast_mut(),
+            Ordering::Relaxed,
+        );
+        p.others_waiting.store(others_waiting, Ordering::Relaxed);
         p.resumes
             .store(p.resumes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         p.running.store(true, Ordering::Relaxed);
+    }
+
+    /// A task of this worker became runnable while another runs.
+    #[inline]
+    pub(crate) fn note_waiting(&self) {
+        self.preempt.others_waiting.store(true, Ordering::Relaxed);
     }
 
     /// The task the worker ran has switched back to it.
@@ -268,6 +294,7 @@ pub(crate) fn task_id(shared: &Shared, index: usize, seq: u64) -> u64 {
 
 /// Creates a task and queues it: on the calling worker, if it belongs to
 /// the shard's runtime, with that worker's shard; else on the injector.
+#[track_caller]
 pub(crate) fn spawn<F, T>(outside: &Arc<Shard>, name: Option<String>, f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -280,8 +307,9 @@ where
         id: on_worker.map_or_else(|| shard.next_id(), |w| w.next_id()),
         name: name.map(String::into_boxed_str),
         stack_size: shared.config.stack_size,
+        spawned_at: Location::caller(),
     };
-    let (task, handle) = TaskRef::new(Arc::clone(shard), info, f);
+    let (task, handle) = TaskRef::new(Some(Arc::clone(shard)), info, f);
     match on_worker {
         Some(w) => w.push_new(task),
         None => {
@@ -529,6 +557,7 @@ impl Runtime {
     /// assert_eq!(n, 42);
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,
@@ -549,6 +578,7 @@ impl Runtime {
     /// assert_eq!(h.join().unwrap(), "hello from a task");
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -584,9 +614,8 @@ impl Drop for Runtime {
             // waiting would wait for this very thread.
             return;
         }
-        let n = self.shared.workers.len();
         let mut drained = lock(&self.shared.drained);
-        while *drained < n {
+        while *drained < self.threads.len() {
             drained = self
                 .shared
                 .drained_cv
@@ -633,7 +662,8 @@ pub struct Builder {
     stack_size: usize,
     max_stack: usize,
     cached_stacks: usize,
-    time_slice: Duration,
+    preempt: Option<Duration>,
+    stall_warning: Option<Duration>,
 }
 
 impl Default for Builder {
@@ -651,7 +681,8 @@ impl Builder {
             stack_size: TASK_STACK,
             max_stack: 1 << 30,
             cached_stacks: 256,
-            time_slice: Duration::from_millis(10),
+            preempt: None,
+            stall_warning: Some(Duration::from_secs(1)),
         }
     }
 
@@ -685,11 +716,58 @@ impl Builder {
         self
     }
 
-    /// How long a task may run without blocking or yielding before its next
-    /// `#[growable]` call yields (default 10 ms, as in Go). Code that makes
-    /// no annotated call is not preempted, nor are `#[nosplit]` functions.
-    pub fn time_slice(mut self, slice: Duration) -> Builder {
-        self.time_slice = slice.max(Duration::from_micros(100));
+    /// Preempts tasks: one that runs for `time_slice` without blocking or
+    /// yielding (10 ms is Go's) yields at its next `#[growable]` call, so
+    /// that a busy task cannot keep the others of its worker waiting. Off by
+    /// default: tasks switch only where they block on growstack (join, its
+    /// channels, sleep, yield). Code that makes no annotated call is never
+    /// preempted, nor are `#[nosplit]` functions.
+    ///
+    /// A switch that the code did not write lands wherever an annotated
+    /// call is, and two things of std are not ready for that:
+    ///
+    /// - a `std::sync::Mutex` (or any lock that blocks the thread) held
+    ///   across annotated calls: preempted while holding it, the task lets
+    ///   another task of its worker block the worker's thread on the lock,
+    ///   and neither ever runs again (a deadlock, not undefined behaviour);
+    /// - a `thread_local!` lazy initialiser that makes annotated calls:
+    ///   std lets the initialiser of a key be re-entered by another `with`
+    ///   of that key on the same thread only when no reference to its value
+    ///   is alive; another task of the worker initialising the same key
+    ///   meanwhile breaks that, and std then frees a value while a task
+    ///   still borrows it.
+    ///
+    /// # Safety
+    ///
+    /// No task of this runtime runs a `#[growable]` function (or
+    /// [`maybe_grow`](crate::maybe_grow)) inside the initialiser of a
+    /// lazily initialised `thread_local!`. (Locks held across annotated
+    /// calls deadlock but are not unsound.)
+    ///
+    /// ```
+    /// # use growstack_runtime as growstack;
+    /// use std::time::Duration;
+    /// // SAFETY: no task of this runtime initialises thread-locals.
+    /// let rt = unsafe { growstack::Runtime::builder().preempt(Duration::from_millis(10)) }
+    ///     .workers(1)
+    ///     .build()?;
+    /// # drop(rt);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub unsafe fn preempt(mut self, time_slice: Duration) -> Builder {
+        self.preempt = Some(time_slice.max(Duration::from_micros(100)));
+        self
+    }
+
+    /// Warns on stderr, once per occurrence, when a task holds its worker
+    /// for `after` without switching out while other tasks wait for that
+    /// worker, naming the task (id and spawn location): it is blocking its
+    /// thread (a std lock or channel, std I/O, `std::thread::sleep`, a long
+    /// computation), and the tasks pinned to that worker cannot run
+    /// meanwhile, even while other workers idle. Default: on, after 1 s;
+    /// `None` turns it off.
+    pub fn stall_warning(mut self, after: Option<Duration>) -> Builder {
+        self.stall_warning = after;
         self
     }
 
@@ -708,7 +786,25 @@ impl Builder {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if workers > MAX_WORKERS {
+            return Err(invalid(format!(
+                "growstack: {workers} workers asked for, at most {MAX_WORKERS} allowed"
+            )));
+        }
+        if self.stack_size > MAX_TASK_STACK {
+            return Err(invalid(format!(
+                "growstack: a task stack (slot) of {} bytes asked for, at most {MAX_TASK_STACK} \
+                 (1 GiB) allowed; tasks that need more grow onto segments (max_stack)",
+                self.stack_size
+            )));
+        }
         let stack_size = self.stack_size.max(MIN_TASK_STACK).next_power_of_two();
+        if stack_size > self.max_stack {
+            return Err(invalid(format!(
+                "growstack: max_stack ({} bytes) is below the task stack size ({stack_size} bytes)",
+                self.max_stack
+            )));
+        }
         let size = 1usize << arena::class_for(stack_size);
         let shared = Arc::new(Shared {
             workers: (0..workers).map(|_| Remote::new()).collect(),
@@ -726,7 +822,8 @@ impl Builder {
                 stack_size: size,
                 max_stack: self.max_stack,
                 cached_stacks: self.cached_stacks,
-                time_slice: self.time_slice,
+                preempt: self.preempt,
+                stall_warning: self.stall_warning,
             },
         });
         register(&shared);
@@ -740,37 +837,121 @@ impl Builder {
             let shard = Shard::new(Arc::clone(&rt.shared), index);
             let thread = std::thread::Builder::new()
                 .name(format!("growstack-worker-{index}"))
-                .spawn(move || Worker::run(index, shard))?;
-            rt.threads.push(thread);
+                .spawn(move || Worker::run(index, shard));
+            match thread {
+                Ok(thread) => rt.threads.push(thread),
+                Err(err) => {
+                    // The workers that did not start never leave a loop:
+                    // account for them, so that dropping `rt` stops the
+                    // others (and waits for them only).
+                    for _ in index..workers {
+                        rt.shared.left_loop();
+                    }
+                    return Err(err);
+                }
+            }
         }
-        let shared = Arc::clone(&rt.shared);
-        rt.monitor = Some(
-            std::thread::Builder::new()
-                .name("growstack-monitor".into())
-                .spawn(move || monitor(&shared))?,
-        );
+        if self.preempt.is_some() || self.stall_warning.is_some() {
+            let shared = Arc::clone(&rt.shared);
+            rt.monitor = Some(
+                std::thread::Builder::new()
+                    .name("growstack-monitor".into())
+                    .spawn(move || monitor(&shared))?,
+            );
+        }
         Ok(rt)
     }
 }
 
-/// The monitor thread (module docs): one look per time slice.
+/// At most this many workers per runtime.
+const MAX_WORKERS: usize = 4096;
+
+/// The largest task slot `Builder::stack_size` accepts.
+const MAX_TASK_STACK: usize = 1 << 30;
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// What the monitor knows of one worker.
+struct Watch {
+    /// Its resume count at the last look, and since when it has not moved.
+    resumes: u64,
+    since: Instant,
+    /// The stall of this resume was reported.
+    warned: bool,
+}
+
+/// The monitor thread (module docs): preemption requests, and the stall
+/// warning.
 fn monitor(shared: &Shared) {
-    let mut seen = vec![u64::MAX; shared.workers.len()];
+    let config = &shared.config;
+    let stall_look = config
+        .stall_warning
+        .map(|d| (d / 4).max(Duration::from_millis(1)));
+    let period = match (config.preempt, stall_look) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return,
+    };
+    let now = Instant::now();
+    let mut watches: Vec<Watch> = (0..shared.workers.len())
+        .map(|_| Watch {
+            resumes: u64::MAX,
+            since: now,
+            warned: false,
+        })
+        .collect();
     let mut guard = lock(&shared.monitor_lock);
     while !shared.shutting_down() {
         guard = shared
             .monitor_wakeup
-            .wait_timeout(guard, shared.config.time_slice)
+            .wait_timeout(guard, period)
             .unwrap_or_else(|e| e.into_inner())
             .0;
-        for (w, seen) in shared.workers.iter().zip(&mut seen) {
-            let resumes = w.preempt.resumes.load(Ordering::Relaxed);
-            if w.preempt.running.load(Ordering::Relaxed) && resumes == *seen {
+        let now = Instant::now();
+        for (index, (w, watch)) in shared.workers.iter().zip(&mut watches).enumerate() {
+            let p = &w.preempt;
+            let resumes = p.resumes.load(Ordering::Relaxed);
+            if !p.running.load(Ordering::Relaxed) || resumes != watch.resumes {
+                *watch = Watch {
+                    resumes,
+                    since: now,
+                    warned: false,
+                };
+                continue;
+            }
+            // The same task has run since `watch.since` at least.
+            let held = now - watch.since;
+            if config.preempt.is_some_and(|slice| held >= slice) {
                 w.request_preempt();
             }
-            *seen = resumes;
+            let waiting = p.others_waiting.load(Ordering::Relaxed)
+                || w.has_inbox.load(Ordering::Relaxed)
+                || w.fresh_len.load(Ordering::Relaxed) > 0
+                || shared.has_injected();
+            if !watch.warned && waiting && config.stall_warning.is_some_and(|after| held >= after) {
+                watch.warned = true;
+                warn_stall(index, p, held);
+            }
         }
     }
+}
+
+/// The stall warning (`Builder::stall_warning`).
+fn warn_stall(worker: usize, p: &Preempt, held: Duration) {
+    let id = p.task_id.load(Ordering::Relaxed);
+    let at = p.spawned_at.load(Ordering::Relaxed);
+    // SAFETY: only ever set from a `&'static Location` (`will_resume`).
+    let at = unsafe { at.as_ref() }.map_or_else(String::new, |l| format!(", spawned at {l}"));
+    eprintln!(
+        "growstack: task #{id}{at} has held worker {worker} for {:.1} s without switching out, \
+         while other tasks wait for that worker. It blocks its thread (a std lock or channel, \
+         std I/O, std::thread::sleep, or a long computation): run blocking calls with \
+         growstack::spawn_blocking, use growstack's channels and sleep, or call \
+         growstack::yield_now in long loops. (Builder::stall_warning turns this off.)",
+        held.as_secs_f64()
+    );
 }
 
 /// Every runtime alive, for `shrink_now`.

@@ -464,6 +464,7 @@ impl Worker {
         // SAFETY: the task is pinned to this worker, whose thread we run on
         // (a `Worker` is reached only from its own thread).
         unsafe { self.ready.push_back(task) };
+        self.remote().note_waiting();
     }
 
     /// Wakes the running task at `deadline` (a spurious wake if it is no
@@ -508,6 +509,7 @@ impl Worker {
     /// Queues a task spawned on this worker (module docs).
     pub(crate) fn push_new(&self, task: TaskRef) {
         self.new.borrow_mut().push(task);
+        self.remote().note_waiting();
         self.share_if_idle();
     }
 
@@ -627,7 +629,9 @@ impl Worker {
     #[inline]
     fn enter(&self, task: TaskRef, chain: *mut Chain) {
         signal::set_task(&task.header().info);
-        self.remote().will_resume();
+        let others_waiting = !self.ready.is_empty() || !self.new.borrow().is_empty();
+        self.remote()
+            .will_resume(&task.header().info, others_waiting);
         self.ran_since_pass.set(true);
         // The task's reference moves into `running` for the run (the task
         // and `task_main` reach it there) and comes back when it leaves.

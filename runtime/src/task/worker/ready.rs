@@ -42,6 +42,12 @@ impl ReadyQueue {
         }
     }
 
+    /// Whether no task is queued.
+    #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.head.get().is_none()
+    }
+
     /// Takes the oldest task.
     #[inline]
     pub(super) fn pop_front(&self) -> Option<TaskRef> {
