@@ -280,7 +280,20 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
     let chain = unsafe { &mut *(*growth.thread).running() };
     growth.chain = chain;
     growth.saved = chain.save();
-    match chain.grow(growth.switch.saved_sp, growth.desc) {
+    let sp = growth.switch.saved_sp;
+    if !chain.runs_on(sp) {
+        // A context growstack does not know: another coroutine library's
+        // stack on this thread (or a signal handler's). It must not grow
+        // onto this chain's segments: its growths and returns would not
+        // nest with the chain's, and a live segment could be taken for a
+        // cached one. It carries on right below the caller, on its own
+        // stack, as if it had no growth check.
+        if growth.kind == Entry::Recall {
+            guard::set_bypass();
+        }
+        return (sp - 16) & !15;
+    }
+    match chain.grow(sp, growth.desc) {
         Ok(top) => {
             if stress() && growth.kind == Entry::Recall {
                 // The guard stays poisoned: let the re-call's own check through.

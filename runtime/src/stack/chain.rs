@@ -165,6 +165,20 @@ impl Chain {
         core::mem::take(&mut self.first_counted)
     }
 
+    /// Whether `sp` lies on the stack this chain runs on now (its first
+    /// stack, or its deepest segment in use): false for a context that is
+    /// not this chain's, such as another library's coroutine.
+    pub(crate) fn runs_on(&self, sp: usize) -> bool {
+        let (lo, hi) = match self.depth {
+            0 => self.first,
+            d => {
+                let slot = &self.segments[d - 1].slot;
+                (slot.usable_lo(), slot.top())
+            }
+        };
+        (lo..=hi).contains(&sp)
+    }
+
     /// How many segments hold frames.
     pub(crate) fn depth(&self) -> usize {
         self.depth
