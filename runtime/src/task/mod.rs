@@ -13,6 +13,7 @@
 
 mod blocking;
 mod cells;
+mod local;
 mod park;
 pub(crate) mod probe;
 mod raw;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use blocking::spawn_blocking;
+pub use local::{AccessError, LocalKey};
 pub(crate) use park::{Waker, Wakeup, park_releasing, park_until};
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;

@@ -77,6 +77,9 @@ pub(crate) struct Context {
     pub(crate) listed: bool,
     /// The next task in its worker's ready queue, while it is in it.
     pub(crate) next_ready: Option<NonNull<Header>>,
+    /// The task-local scopes the task has entered, innermost last: touched
+    /// only by the task itself, while it runs (`local`).
+    pub(crate) scopes: Vec<super::local::Scope>,
 }
 
 impl Drop for Context {
@@ -137,6 +140,7 @@ impl Header {
                 finished: false,
                 listed: false,
                 next_ready: None,
+                scopes: Vec::new(),
             }),
         }
     }

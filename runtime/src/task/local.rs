@@ -1,0 +1,198 @@
+//! Task-local values: `task_local!` keys whose values are set for the
+//! duration of a closure ([`LocalKey::scope`]) and private to the task (or
+//! plain thread) that set them, shaped like tokio's `task_local!`.
+//!
+//! A `thread_local!` in a task is shared by every task of its worker: two
+//! tasks that interleave at a blocking call see each other's writes, and
+//! one that blocks inside a lazy initialiser can break std's rules (see
+//! `Builder::preempt`). A task-local cannot: its value lives in the frame
+//! of the `scope` call, on the task's own stack, and the task's context
+//! keeps a list of the scopes it has entered, innermost last.
+
+use core::marker::PhantomData;
+use std::cell::RefCell;
+
+use super::worker;
+
+/// One entered scope: the key's address and the value's.
+pub(crate) type Scope = (usize, *const ());
+
+thread_local! {
+    /// The scopes of code that runs outside any task on this thread.
+    static THREAD_SCOPES: RefCell<Vec<Scope>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the scope list of the calling context: the running task's,
+/// or else the thread's. `f` must not run user code.
+fn with_scopes<R>(f: impl FnOnce(&mut Vec<Scope>) -> R) -> R {
+    match worker::task_scopes() {
+        // SAFETY: the running task's list, touched only by the task itself
+        // (the caller, on this thread); `f` runs no user code that could
+        // reach it again while this borrow lives.
+        Some(scopes) => f(unsafe { &mut *scopes }),
+        None => THREAD_SCOPES.with(|s| f(&mut s.borrow_mut())),
+    }
+}
+
+/// A key declared with [`task_local!`](crate::task_local): its value is set
+/// by [`scope`](Self::scope) for the duration of a closure, and read with
+/// [`with`](Self::with) by that closure and whatever it calls, in the same
+/// task (or plain thread), across any blocking call. Other tasks, even of
+/// the same worker, never see it.
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// growstack::task_local! {
+///     static REQUEST_ID: u64;
+/// }
+///
+/// fn log(msg: &str) -> String {
+///     REQUEST_ID.with(|id| format!("[{id}] {msg}"))
+/// }
+///
+/// let rt = growstack::Runtime::builder().workers(1).build()?;
+/// let hs: Vec<_> = (0..3u64)
+///     .map(|id| {
+///         rt.spawn(move || {
+///             REQUEST_ID.scope(id, || {
+///                 growstack::yield_now(); // the other tasks run here
+///                 log("done")
+///             })
+///         })
+///     })
+///     .collect();
+/// let lines: Vec<String> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+/// assert_eq!(lines, ["[0] done", "[1] done", "[2] done"]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct LocalKey<T: 'static> {
+    /// Gives every key its own address (a zero-sized static might share).
+    _unique: u8,
+    _value: PhantomData<fn() -> T>,
+}
+
+/// The error of [`LocalKey::try_with`]: no scope of the key is entered in
+/// the calling task or thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessError;
+
+impl core::fmt::Display for AccessError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("task-local value not set: read it inside KEY.scope(value, ...)")
+    }
+}
+
+impl std::error::Error for AccessError {}
+
+impl<T: 'static> LocalKey<T> {
+    #[doc(hidden)]
+    pub const fn __new() -> LocalKey<T> {
+        LocalKey {
+            _unique: 0,
+            _value: PhantomData,
+        }
+    }
+
+    fn id(&'static self) -> usize {
+        core::ptr::from_ref(self).addr()
+    }
+
+    /// Sets the key to `value` while `f` runs, in the calling task (or
+    /// thread), and drops the value when `f` returns or unwinds. Scopes
+    /// nest: an inner one hides an outer one of the same key.
+    pub fn scope<F, R>(&'static self, value: T, f: F) -> R
+    where
+        F: FnOnce() -> R,
+    {
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                with_scopes(|s| s.pop());
+            }
+        }
+        let id = self.id();
+        let value_ptr = core::ptr::from_ref(&value).cast::<()>();
+        with_scopes(|s| s.push((id, value_ptr)));
+        let leave = Leave;
+        let r = f();
+        drop(leave);
+        drop(value);
+        r
+    }
+
+    /// Runs `f` with the value of the innermost scope of this key entered
+    /// by the calling task (or thread).
+    ///
+    /// # Panics
+    ///
+    /// If no scope of the key is entered there (see [`try_with`](Self::try_with)).
+    #[track_caller]
+    pub fn with<F, R>(&'static self, f: F) -> R
+    where
+        F: FnOnce(&T) -> R,
+    {
+        match self.try_with(f) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`with`](Self::with), or `Err` if no scope of the key is
+    /// entered in the calling task or thread.
+    pub fn try_with<F, R>(&'static self, f: F) -> Result<R, AccessError>
+    where
+        F: FnOnce(&T) -> R,
+    {
+        let id = self.id();
+        let found = with_scopes(|s| s.iter().rev().find(|(k, _)| *k == id).map(|&(_, v)| v));
+        let value = found.ok_or(AccessError)?;
+        // SAFETY: the pointer was pushed by `scope` for this key, so it
+        // points to a `T` in the frame of a `scope` call of this context
+        // that has not returned: scopes are popped when they end, and the
+        // list is the calling context's own (a task's value never leaves
+        // its stack, which stays where it is while the task lives).
+        Ok(f(unsafe { &*value.cast::<T>() }))
+    }
+
+    /// A copy of the value (see [`with`](Self::with)).
+    #[track_caller]
+    pub fn get(&'static self) -> T
+    where
+        T: Copy,
+    {
+        self.with(|v| *v)
+    }
+}
+
+impl<T: 'static> core::fmt::Debug for LocalKey<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalKey").finish_non_exhaustive()
+    }
+}
+
+/// Declares task-local keys ([`LocalKey`]): values private to each task,
+/// set with [`LocalKey::scope`], like tokio's `task_local!`.
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// growstack::task_local! {
+///     /// The user a request runs for.
+///     pub static USER: String;
+///     static DEPTH: u32;
+/// }
+/// let who = USER.scope("ada".to_string(), || USER.with(|u| u.clone()));
+/// assert_eq!(who, "ada");
+/// assert!(DEPTH.try_with(|d| *d).is_err());
+/// ```
+#[macro_export]
+macro_rules! task_local {
+    () => {};
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty; $($rest:tt)*) => {
+        $(#[$attr])*
+        $vis static $name: $crate::task::LocalKey<$t> = $crate::task::LocalKey::__new();
+        $crate::task_local!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty) => {
+        $crate::task_local!($(#[$attr])* $vis static $name: $t;);
+    };
+}
