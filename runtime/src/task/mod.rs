@@ -13,10 +13,17 @@
 
 mod blocking;
 mod cells;
+/// The atomics the protocol state machines (`state`) are written
+/// against: `core`'s here, loom's when `runtime/tests/loom.rs` includes
+/// them.
+mod atomic {
+    pub(crate) use core::sync::atomic::{AtomicU8, Ordering};
+}
 mod local;
 mod park;
 pub(crate) mod probe;
 mod raw;
+mod state;
 pub(crate) mod runtime;
 mod worker;
 

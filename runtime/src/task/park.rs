@@ -32,7 +32,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskRef};
+use super::raw::{Header, TaskRef};
+use super::state::{self, Claim};
 use super::worker;
 
 /// Whom a blocked operation wakes: a task, or a plain thread blocked in
@@ -141,7 +142,7 @@ pub(crate) fn wake_task(task: &TaskRef) {
 }
 
 /// Makes a parked task runnable and returns its parked reference, or, if it
-/// is running, makes its next park return at once.
+/// is running, makes its next park return at once (`state::claim`).
 ///
 /// # Safety
 ///
@@ -149,21 +150,12 @@ pub(crate) fn wake_task(task: &TaskRef) {
 unsafe fn claim(task: NonNull<Header>) -> Option<TaskRef> {
     // SAFETY: by the contract.
     let state = unsafe { &task.as_ref().state };
-    let mut s = state.load(Ordering::Acquire);
-    loop {
-        let next = match s {
-            PARKED => RUNNING,
-            RUNNING => NOTIFIED,
-            _ => return None,
-        };
-        match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
-            // SAFETY: a PARKED state holds the scheduler's reference (given
-            // up by `into_raw` when the task parked); our exchange took the
-            // state out of PARKED, so that reference is ours alone.
-            Ok(_) if s == PARKED => return Some(unsafe { TaskRef::from_raw(task) }),
-            Ok(_) => return None,
-            Err(actual) => s = actual,
-        }
+    match state::claim(state) {
+        // SAFETY: a PARKED state holds the scheduler's reference (given up
+        // by `into_raw` when the task parked); our exchange took the state
+        // out of PARKED, so that reference is ours alone.
+        Claim::WasParked => Some(unsafe { TaskRef::from_raw(task) }),
+        Claim::Noted => None,
     }
 }
 
@@ -183,17 +175,10 @@ unsafe fn claim(task: NonNull<Header>) -> Option<TaskRef> {
 unsafe fn claim_here(task: NonNull<Header>) -> Option<TaskRef> {
     // SAFETY: by the contract.
     let state = unsafe { &task.as_ref().state };
-    match state.load(Ordering::Relaxed) {
-        PARKED => {
-            state.store(RUNNING, Ordering::Relaxed);
-            // SAFETY: as in `claim`: the PARKED state's reference is ours.
-            Some(unsafe { TaskRef::from_raw(task) })
-        }
-        RUNNING => {
-            state.store(NOTIFIED, Ordering::Relaxed);
-            None
-        }
-        _ => None,
+    match state::claim_here(state) {
+        // SAFETY: as in `claim`: the PARKED state's reference is ours.
+        Claim::WasParked => Some(unsafe { TaskRef::from_raw(task) }),
+        Claim::Noted => None,
     }
 }
 

@@ -30,29 +30,10 @@ use super::runtime::{Remote, Shard};
 use crate::stack::{Chain, Slot};
 use crate::stats;
 
-/// Park states (`Header::state`). A task is `RUNNING` while it runs or
-/// waits in a run queue; `NOTIFIED` when woken while `RUNNING` (its next
-/// park returns at once); `PARKED` when suspended with nothing queued, the
-/// state then holding the scheduler's reference.
-pub(crate) const RUNNING: u8 = 0;
-pub(crate) const NOTIFIED: u8 = 1;
-pub(crate) const PARKED: u8 = 2;
-
-/// Join states (`Header::join`). `DETACHED`: the `JoinHandle` was dropped
-/// without joining, so the task drops its outcome itself, on its own stack
-/// (a result's destructor never runs on the worker's scheduler, where a
-/// blocking call would block the whole worker).
-///
-/// `CLAIMING`: the task completed while the joiner waited, and the
-/// completion is claiming the joiner's waker. The joiner waits it out
-/// rather than park: a wake it consumes in that window came from this very
-/// claim, and parking again would leave it parked for good once the claim
-/// found it running (the claim only noted the wake, and `DONE` follows).
-const JOIN_PENDING: u8 = 0;
-const JOIN_WAITING: u8 = 1;
-const JOIN_DONE: u8 = 2;
-const JOIN_DETACHED: u8 = 3;
-const JOIN_CLAIMING: u8 = 4;
+pub(crate) use super::state::{NOTIFIED, PARKED, RUNNING};
+use super::state::{
+    Completed, JOIN_DETACHED, JOIN_DONE, JOIN_PENDING, complete, start_waiting, wait_done,
+};
 
 /// What diagnostics say about a task.
 pub(crate) struct TaskInfo {
@@ -157,44 +138,26 @@ impl Header {
         self.join.load(Ordering::Acquire) == JOIN_DETACHED
     }
 
-    /// Publishes the stage (written just before) and wakes the joiner.
-    /// False if the handle was dropped meanwhile: nobody will take the
-    /// outcome, and the caller drops it.
+    /// Publishes the stage (written just before) and wakes the joiner
+    /// (`state::complete`). False if the handle was dropped meanwhile:
+    /// nobody will take the outcome, and the caller drops it.
     fn complete(&self) -> bool {
-        let mut s = self.join.load(Ordering::Acquire);
-        loop {
-            match s {
-                JOIN_WAITING => {
-                    // Only we move the state on from JOIN_WAITING. The
-                    // claim below may find the joiner running and only note
-                    // the wake; `wait` must not consume that note and park
-                    // again before it sees DONE (it waits out CLAIMING).
-                    // The claim's release orders this store before the
-                    // wake the joiner acquires.
-                    self.join.store(JOIN_CLAIMING, Ordering::Relaxed);
-                    // SAFETY: the joiner wrote `joiner` before setting
-                    // JOIN_WAITING (release), which our load acquired, and
-                    // never touches it again. The joiner stays blocked in
-                    // `wait` until we store DONE: its waker is still valid
-                    // to claim.
-                    let wakeup = unsafe { (*self.joiner.get()).take().map(|w| w.claim()) };
-                    self.join.store(JOIN_DONE, Ordering::Release);
-                    if let Some(w) = wakeup {
-                        w.wake();
-                    }
-                    return true;
+        let completed = complete(&self.join, || {
+            // SAFETY: the joiner wrote `joiner` before setting JOIN_WAITING
+            // (release), which `complete` acquired, and never touches it
+            // again. The joiner stays blocked in `wait` until DONE is
+            // stored after this returns: its waker is still valid to claim.
+            unsafe { (*self.joiner.get()).take().map(|w| w.claim()) }
+        });
+        match completed {
+            Completed::Woke(wakeup) => {
+                if let Some(w) = wakeup {
+                    w.wake();
                 }
-                JOIN_DETACHED => return false,
-                _ => {}
+                true
             }
-            // Pending: the joiner may start waiting or the handle go meanwhile.
-            match self
-                .join
-                .compare_exchange(s, JOIN_DONE, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(actual) => s = actual,
-            }
+            Completed::Done => true,
+            Completed::Detached => false,
         }
     }
 
@@ -222,30 +185,14 @@ impl Header {
         // SAFETY: only the JoinHandle writes `joiner`, and only here, before
         // JOIN_WAITING; the completion reads it only after.
         unsafe { *self.joiner.get() = Some(Waker::current()) };
-        if self
-            .join
-            .compare_exchange(
-                JOIN_PENDING,
-                JOIN_WAITING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
+        if start_waiting(&self.join) {
             let shared = self.shard.as_ref().map(|shard| &shard.shared);
             let registered = shared.is_some_and(|shared| {
                 !super::worker::runs_task_of(shared) && shared.register_join(task)
             });
-            loop {
-                match self.join.load(Ordering::Acquire) {
-                    JOIN_DONE => break,
-                    // The completion is claiming our waker, a few
-                    // instructions of another thread: the thread yields,
-                    // as for a channel waiter (`chan::wait`).
-                    JOIN_CLAIMING => std::thread::yield_now(),
-                    _ => super::park::park(),
-                }
-            }
+            // The thread yields through a CLAIMING, not the task: as for
+            // a channel waiter (`chan::wait`).
+            wait_done(&self.join, super::park::park, std::thread::yield_now);
             if let Some(shared) = shared.filter(|_| registered) {
                 shared.unregister_join(task);
             }

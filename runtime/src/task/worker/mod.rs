@@ -42,6 +42,7 @@ use running::Running;
 
 use super::cells::CellCache;
 use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
+use super::state;
 use super::runtime::{Remote, Shard, Shared};
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
@@ -251,14 +252,8 @@ pub(crate) fn park_task() -> bool {
     let Some(task) = (unsafe { w.running.header() }) else {
         return false;
     };
-    // A wake since the last park is consumed instead of parking (a load
-    // first: the read-modify-write is only needed when there is one).
-    let state = &task.state;
-    let notified = state.load(Ordering::Relaxed) == NOTIFIED
-        && state
-            .compare_exchange(NOTIFIED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok();
-    if !notified {
+    // A wake since the last park is consumed instead of parking.
+    if !state::take_notified(&task.state) {
         w.switch_out(Why::Park);
     }
     true
@@ -680,12 +675,8 @@ impl Worker {
             unsafe { &*lock }.store(false, Ordering::Release);
             return;
         }
-        if state
-            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !state::mark_parked(state) {
             // Woken before it was fully parked: run it again.
-            state.store(RUNNING, Ordering::Relaxed);
             // SAFETY: not parked, so the reference is still ours.
             let task = unsafe { TaskRef::from_raw(parked) };
             self.push_ready(task);
