@@ -1,6 +1,15 @@
-//! Model checks of the task state machines (`src/task/state.rs`, included
-//! here as it is, over loom's atomics): every interleaving of a joiner, a
-//! completer, a second waker and a detaching handle, within loom's bounds.
+//! Model checks of the task state machines (`src/task/state.rs`) and of
+//! the idle protocol (`src/task/idle.rs`), included here as they are, over
+//! loom's atomics and locks: every interleaving of a joiner, a completer,
+//! a second waker and a detaching handle, and of a worker going to sleep
+//! while work arrives, within loom's bounds.
+//!
+//! What loom cannot express: the biased channel lock's revocation, whose
+//! key step is `membarrier`, a barrier the kernel runs on every thread of
+//! the process at once (loom has no way to put a fence into another
+//! thread's execution at an arbitrary point). It is checked by
+//! `a_biased_lock_excludes_the_thread_that_revokes_it` in `chan::lock`,
+//! which loses increments when the barrier is removed.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p growstack-runtime --test loom --release
@@ -16,9 +25,18 @@ mod atomic {
     pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
 }
 
+mod sync {
+    pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering, fence};
+    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+}
+
 #[allow(dead_code)]
 #[path = "../src/task/state.rs"]
 mod state;
+
+#[allow(dead_code)]
+#[path = "../src/task/idle.rs"]
+mod idle;
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -152,3 +170,65 @@ fn a_detach_racing_a_completion_leaves_the_outcome_to_exactly_one_side() {
     });
 }
 
+/// The state under a model worker's lock: its sleeping flags and an inbox.
+#[derive(Default)]
+struct Worker {
+    sleep: idle::Flags,
+    inbox: usize,
+}
+
+fn flags(w: &mut Worker) -> &mut idle::Flags {
+    &mut w.sleep
+}
+
+/// A worker goes to sleep while one thread pushes a task where its recheck
+/// looks (the injector) and another delivers one to its inbox: it never
+/// sleeps through either. (Without the recheck after the announcement,
+/// loom finds the worker asleep for good: the pusher read no sleeper.)
+#[test]
+fn an_idle_worker_never_sleeps_through_work() {
+    loom::model(|| {
+        let sleepers = Arc::new(sync::AtomicUsize::new(0));
+        let worker = Arc::new((Mutex::new(Worker::default()), Condvar::new()));
+        let injected = Arc::new(sync::AtomicUsize::new(0));
+        let pusher = {
+            let (sleepers, worker, injected) = (sleepers.clone(), worker.clone(), injected.clone());
+            thread::spawn(move || {
+                injected.fetch_add(1, Ordering::SeqCst);
+                idle::notify(&sleepers, || {
+                    idle::kick(&worker.0, &worker.1, flags);
+                });
+            })
+        };
+        let deliverer = {
+            let worker = worker.clone();
+            thread::spawn(move || idle::deliver(&worker.0, &worker.1, flags, |w| w.inbox += 1))
+        };
+        // The worker's loop: take what it finds; sleep when it found
+        // nothing; until it has run both tasks.
+        let mut ran = 0;
+        while ran < 2 {
+            let taken = injected.swap(0, Ordering::SeqCst)
+                + std::mem::take(&mut worker.0.lock().unwrap().inbox);
+            if taken > 0 {
+                ran += taken;
+                continue;
+            }
+            idle::sleep(
+                &sleepers,
+                &worker.0,
+                flags,
+                |w| w.inbox > 0,
+                || {
+                    let n = injected.swap(0, Ordering::SeqCst);
+                    ran += n;
+                    n > 0
+                },
+                |g| (worker.1.wait(g).unwrap(), true),
+            );
+        }
+        pusher.join().unwrap();
+        deliverer.join().unwrap();
+        assert_eq!(ran, 2);
+    });
+}

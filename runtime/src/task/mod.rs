@@ -19,12 +19,19 @@ mod cells;
 mod atomic {
     pub(crate) use core::sync::atomic::{AtomicU8, Ordering};
 }
+/// The synchronisation types the idle protocol (`idle`) is written
+/// against: std's here, loom's in `runtime/tests/loom.rs`.
+mod sync {
+    pub(crate) use core::sync::atomic::{AtomicUsize, Ordering, fence};
+    pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+}
+mod idle;
 mod local;
 mod park;
 pub(crate) mod probe;
 mod raw;
-mod state;
 pub(crate) mod runtime;
+mod state;
 mod worker;
 
 use std::sync::Arc;

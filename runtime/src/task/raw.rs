@@ -30,10 +30,10 @@ use super::runtime::{Remote, Shard};
 use crate::stack::{Chain, Slot};
 use crate::stats;
 
-pub(crate) use super::state::{NOTIFIED, PARKED, RUNNING};
 use super::state::{
     Completed, JOIN_DETACHED, JOIN_DONE, JOIN_PENDING, complete, start_waiting, wait_done,
 };
+pub(crate) use super::state::{NOTIFIED, PARKED, RUNNING};
 
 /// What diagnostics say about a task.
 pub(crate) struct TaskInfo {

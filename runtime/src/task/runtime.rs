@@ -1,12 +1,7 @@
 //! The runtime: its workers, their shared queues, and the protocol by which
 //! idle workers sleep and are woken.
 //!
-//! Sleeping without lost wake-ups: an idle worker first announces itself
-//! (`idle = true` under its lock, then `sleepers += 1`), then looks for work
-//! once more, and only then waits on its condition variable. Whoever adds
-//! work pushes it first and then reads `sleepers` (both sequentially
-//! consistent): either the worker's last look finds the work, or the pusher
-//! sees the sleeper and kicks it.
+//! Sleeping without lost wake-ups: see `idle`.
 //!
 //! Preemption: a monitor thread looks at every worker once per time slice.
 //! A worker that has been running the same task since the previous look
@@ -24,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::JoinHandle;
+use super::idle;
 use super::raw::{TaskInfo, TaskRef};
 use super::worker::{self, Worker};
 use crate::chan::{self, Sender};
@@ -77,8 +73,7 @@ struct Preempt {
 #[derive(Default)]
 struct RemoteState {
     inbox: Vec<TaskRef>,
-    idle: bool,
-    kicked: bool,
+    sleep: idle::Flags,
     /// Address of the worker's guard (`guard::cell`); 0 when it is gone.
     guard: usize,
     /// `shrink_now` callers waiting for a pass; each gets a message.
@@ -201,12 +196,7 @@ impl Remote {
 
     /// Changes the worker's state under its lock, then wakes it if it sleeps.
     fn deliver(&self, f: impl FnOnce(&mut RemoteState)) {
-        let mut state = lock(&self.state);
-        f(&mut state);
-        if state.idle {
-            state.kicked = true;
-            self.wakeup.notify_one();
-        }
+        idle::deliver(&self.state, &self.wakeup, RemoteState::sleep, f);
     }
 
     /// Hands every task other threads woke for this worker to `each`,
@@ -248,13 +238,13 @@ impl Remote {
 
     /// Wakes the worker if it sleeps; true if it did.
     fn kick(&self) -> bool {
-        let mut state = lock(&self.state);
-        if state.idle && !state.kicked {
-            state.kicked = true;
-            self.wakeup.notify_one();
-            return true;
-        }
-        false
+        idle::kick(&self.state, &self.wakeup, RemoteState::sleep)
+    }
+}
+
+impl RemoteState {
+    fn sleep(&mut self) -> &mut idle::Flags {
+        &mut self.sleep
     }
 }
 
@@ -428,51 +418,48 @@ impl Shared {
         self.sleepers.load(Ordering::Relaxed) > 0
     }
 
-    /// After work was added: wakes one sleeping worker, if any.
+    /// After work was added where an idle worker's recheck looks (the
+    /// injector, a worker's fresh queue): wakes one sleeping worker, if any.
     pub(crate) fn notify_idle(&self) {
-        core::sync::atomic::fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
+        idle::notify(&self.sleepers, || {
             self.workers.iter().any(Remote::kick);
-        }
+        });
     }
 
-    /// The idle protocol (module docs). `recheck` looks for work once more
+    /// The idle protocol (`idle`). `recheck` looks for work once more
     /// after the announcement and takes it if there is some.
     pub(crate) fn sleep(
         &self,
         me: &Remote,
         deadline: Option<Instant>,
-        recheck: impl FnOnce() -> Option<()>,
+        recheck: impl FnOnce() -> bool,
     ) {
-        lock(&me.state).idle = true;
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        let found = recheck().is_some();
-        let mut state = lock(&me.state);
-        while !found
-            && !state.kicked
-            && state.inbox.is_empty()
-            && state.shrink_requests.is_empty()
-            && !self.shutting_down()
-        {
-            match deadline {
-                None => state = me.wakeup.wait(state).unwrap_or_else(|e| e.into_inner()),
+        idle::sleep(
+            &self.sleepers,
+            &me.state,
+            RemoteState::sleep,
+            |state| {
+                !state.inbox.is_empty() || !state.shrink_requests.is_empty() || self.shutting_down()
+            },
+            recheck,
+            |state| match deadline {
+                None => (
+                    me.wakeup.wait(state).unwrap_or_else(|e| e.into_inner()),
+                    true,
+                ),
                 Some(at) => {
                     let now = Instant::now();
                     if at <= now {
-                        break;
+                        return (state, false);
                     }
-                    state = me
+                    let (state, _) = me
                         .wakeup
                         .wait_timeout(state, at - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                        .unwrap_or_else(|e| e.into_inner());
+                    (state, true)
                 }
-            }
-        }
-        state.idle = false;
-        state.kicked = false;
-        drop(state);
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            },
+        );
     }
 }
 
@@ -597,7 +584,7 @@ impl Drop for Runtime {
         self.shared.shutdown.store(true, Ordering::Release);
         for w in self.shared.workers.iter() {
             let mut state = lock(&w.state);
-            state.kicked = true;
+            state.sleep.kicked = true;
             w.wakeup.notify_one();
         }
         {

@@ -42,8 +42,8 @@ use running::Running;
 
 use super::cells::CellCache;
 use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
-use super::state;
 use super::runtime::{Remote, Shard, Shared};
+use super::state;
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
 use crate::{arch, guard, signal, stats};
@@ -566,9 +566,11 @@ impl Worker {
         self.shared.sleep(remote, deadline, || {
             // Found work after announcing sleep: a task that never ran,
             // so it goes with the new ones (`ready` holds tasks that ran).
-            let task = self.take_new().or_else(|| self.steal())?;
+            let Some(task) = self.take_new().or_else(|| self.steal()) else {
+                return false;
+            };
             self.new.borrow_mut().push(task);
-            Some(())
+            true
         });
     }
 
