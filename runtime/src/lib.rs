@@ -36,4 +36,5 @@ pub mod __private {
     pub use crate::grow::{drop_cached_segments, morestack, morestack_body, out_of_line};
     pub use crate::guard::{has_room, has_room_for, take_bypass};
     pub use crate::task::probe::switch_round_trips;
+    pub use crate::task::runtime::dump_runtimes;
 }

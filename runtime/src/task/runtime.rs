@@ -941,6 +941,47 @@ fn warn_stall(worker: usize, p: &Preempt, held: Duration) {
     );
 }
 
+/// What every live runtime's workers are doing, as far as other threads
+/// can see: for watchdogs (the soak), not a stable format.
+pub fn dump_runtimes() -> String {
+    use core::fmt::Write;
+    let runtimes: Vec<Arc<Shared>> = lock(&RUNTIMES).iter().filter_map(Weak::upgrade).collect();
+    let mut out = String::new();
+    for (r, shared) in runtimes.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "runtime {r}: {} workers, {} in their loop, {} sleepers, {} injected, shutting down: {}",
+            shared.workers.len(),
+            shared.in_loop.load(Ordering::Relaxed),
+            shared.sleepers.load(Ordering::Relaxed),
+            shared.injected.load(Ordering::Relaxed),
+            shared.shutting_down(),
+        );
+        for (i, w) in shared.workers.iter().enumerate() {
+            let p = &w.preempt;
+            let at = p.spawned_at.load(Ordering::Relaxed);
+            // SAFETY: only ever set from a `&'static Location`.
+            let at = unsafe { at.as_ref() }.map_or_else(|| "-".into(), ToString::to_string);
+            let state = lock(&w.state);
+            let _ = writeln!(
+                out,
+                "  worker {i}: running {} (last task #{} spawned at {at}), resumes {}, \
+                 others waiting {}, idle {}, kicked {}, inbox {}, fresh {}, exited {}",
+                p.running.load(Ordering::Relaxed),
+                p.task_id.load(Ordering::Relaxed),
+                p.resumes.load(Ordering::Relaxed),
+                p.others_waiting.load(Ordering::Relaxed),
+                state.sleep.idle,
+                state.sleep.kicked,
+                state.inbox.len(),
+                w.fresh_len.load(Ordering::Relaxed),
+                state.exited,
+            );
+        }
+    }
+    out
+}
+
 /// Every runtime alive, for `shrink_now`.
 static RUNTIMES: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
