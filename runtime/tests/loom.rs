@@ -115,6 +115,36 @@ fn a_joiner_always_sees_the_completion() {
     });
 }
 
+/// The same with a stale wake pending on the joiner (a timer of an
+/// earlier sleep fired while it was running): the completion's claim finds
+/// it `NOTIFIED`, and the joiner consumes that note concurrently. A claim
+/// that only read the state there gave the joiner nothing to synchronise
+/// with: it could consume the note, still read `WAITING`, and park for
+/// good (the soak found this; loom reports it as a deadlock).
+#[test]
+fn a_joiner_with_a_stale_wake_pending_always_sees_the_completion() {
+    loom::model(|| {
+        let joiner = Arc::new(Task::new());
+        joiner
+            .state
+            .store(state::NOTIFIED, atomic::Ordering::Relaxed);
+        let join = Arc::new(atomic::AtomicU8::new(JOIN_PENDING));
+        let (j, jn) = (joiner.clone(), join.clone());
+        let waiting = thread::spawn(move || {
+            if start_waiting(&jn) {
+                wait_done(&jn, || j.park(), thread::yield_now);
+            }
+            assert_eq!(jn.load(atomic::Ordering::Acquire), JOIN_DONE);
+        });
+        match complete(&join, || claim(&joiner.state)) {
+            Completed::Woke(c) => joiner.wake(c),
+            Completed::Done => {}
+            Completed::Detached => unreachable!("the handle is joining"),
+        }
+        waiting.join().unwrap();
+    });
+}
+
 /// Two wakers (a completion and a stale timer) claim one parked task: it
 /// is queued at most once, and a park never loses both wakes.
 #[test]

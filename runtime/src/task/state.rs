@@ -47,14 +47,20 @@ pub(crate) enum Claim {
 }
 
 /// Wakes the task whose park state is `state`, from any thread.
+///
+/// It always writes the state, even one already `NOTIFIED` (by a stale
+/// wake, such as a timer of an earlier sleep): the task may be consuming
+/// that note right now, and its consuming read must see this claim's
+/// release, so that it then sees what the claimer published before (a
+/// join's `CLAIMING`). A claim that only read `NOTIFIED` there left the
+/// joiner free to consume the note, read `WAITING`, and park for good.
 #[inline]
 pub(crate) fn claim(state: &AtomicU8) -> Claim {
     let mut s = state.load(Ordering::Acquire);
     loop {
         let next = match s {
             PARKED => RUNNING,
-            RUNNING => NOTIFIED,
-            _ => return Claim::Noted,
+            _ => NOTIFIED,
         };
         match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) if s == PARKED => return Claim::WasParked,
