@@ -17,7 +17,8 @@
 //! counts balance and `stats().tasks_live` is back to 0.
 //!
 //! A watchdog thread aborts with every worker's state if no operation
-//! completes for 10 s. The last line is the totals.
+//! completes for 10 s (with `SOAK_HOLD=1` it keeps the process for a
+//! debugger instead). The last line is the totals.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -279,6 +280,12 @@ fn watchdog() {
                     "soak: no progress for 10 s; the runtimes:\n{}",
                     growstack::__private::dump_runtimes()
                 );
+                if std::env::var_os("SOAK_HOLD").is_some() {
+                    // Keep the process for a debugger.
+                    loop {
+                        std::thread::park();
+                    }
+                }
                 std::process::abort();
             }
         }

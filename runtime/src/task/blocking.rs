@@ -90,9 +90,20 @@ where
             .name("growstack-blocking".into())
             .stack_size(THREAD_STACK)
             .spawn(pool_thread);
-        // Without a new thread, the job waits for a busy one.
-        if started.is_ok() {
-            pool.threads += 1;
+        match started {
+            Ok(_) => pool.threads += 1,
+            // With no thread at all, nothing would ever run the job.
+            Err(err) if pool.threads == 0 => {
+                let job = pool.queue.pop_back().expect("pushed above");
+                drop(pool);
+                let msg =
+                    format!("growstack: no thread could be started for spawn_blocking: {err}");
+                // SAFETY: the job never ran and never will (it is out of the
+                // queue); no worker touches it.
+                unsafe { job.fail(Box::new(msg)) };
+            }
+            // Without a new thread, the job waits for a busy one.
+            Err(_) => {}
         }
     }
     JoinHandle::new(handle)

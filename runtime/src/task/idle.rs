@@ -47,6 +47,10 @@ pub(crate) fn sleep<'a, T>(
 ) {
     flags(&mut lock(state)).idle = true;
     sleepers.fetch_add(1, Ordering::SeqCst);
+    // The recheck's loads may be relaxed: this fence, paired with the
+    // pusher's, orders them after the count (on x86 the locked add already
+    // does; the language's memory model needs the fence).
+    fence(Ordering::SeqCst);
     let found = recheck();
     let mut guard = lock(state);
     let mut waiting = !found;

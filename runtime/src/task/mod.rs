@@ -78,9 +78,11 @@ impl<T> JoinHandle<T> {
         self.task.join()
     }
 
-    /// Whether the task has finished (join would not block).
+    /// Whether the task has finished, or will never finish because its
+    /// runtime was dropped (either way, `join` would not block).
     pub fn is_finished(&self) -> bool {
-        self.task.header().is_done()
+        let h = self.task.header();
+        h.is_done() || h.runtime_stopped()
     }
 
     /// The task's id, unique within its runtime.

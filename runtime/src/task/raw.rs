@@ -19,7 +19,7 @@ use core::any::Any;
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -94,6 +94,10 @@ pub(crate) struct Header {
     /// The worker the task is pinned to from its first run on (the part of
     /// it other threads reach); null before.
     pub(crate) pinned: AtomicPtr<Remote>,
+    /// Taken by whoever cancels the task without running it, once its
+    /// runtime has stopped (`runtime::cancel_unstarted`): a drain, or a
+    /// joiner that finds the runtime stopped.
+    cancel_taken: AtomicBool,
     pub(crate) info: TaskInfo,
     /// Keeps the runtime alive while the task may be woken (and with it
     /// the worker `pinned` points to). `None` for a job of the blocking
@@ -112,6 +116,7 @@ impl Header {
             join: AtomicU8::new(JOIN_PENDING),
             joiner: UnsafeCell::new(None),
             pinned: AtomicPtr::new(core::ptr::null_mut()),
+            cancel_taken: AtomicBool::new(false),
             info,
             shard,
             ctx: UnsafeCell::new(Context {
@@ -199,6 +204,17 @@ impl Header {
         }
     }
 
+    /// Takes the right to cancel the task without running it; true for
+    /// the one caller that gets it.
+    pub(crate) fn take_cancel(&self) -> bool {
+        !self.cancel_taken.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the runtime of the task has stopped (blocking jobs have none).
+    pub(crate) fn runtime_stopped(&self) -> bool {
+        self.shard.as_ref().is_some_and(|s| s.shared.has_stopped())
+    }
+
     /// Whether the task has started running (it is pinned to a worker).
     pub(crate) fn has_started(&self) -> bool {
         !self.pinned.load(Ordering::Acquire).is_null()
@@ -275,13 +291,13 @@ where
         let this = unsafe { Self::cell(ptr) };
         // SAFETY: as in `run`: the stage is ours. A task that started has
         // `Running` there (its closure lives on its stack, never dropped);
-        // one that did not has its closure, dropped below, unrun.
-        let stage = unsafe { core::mem::replace(&mut *this.stage.get(), Stage::Running) };
+        // one that did not has its closure, dropped here, unrun, before the
+        // join completes (a joiner may count on what it captured being
+        // gone, as after a run). Its destructor is user code, run by the
+        // scheduler or a drain: a panic in it (reported by the panic hook)
+        // must not unwind into them.
+        drop_quietly(unsafe { core::mem::replace(&mut *this.stage.get(), Stage::Running) });
         this.finish(Err(payload));
-        // The closure's destructor is user code, run by the scheduler: a
-        // panic in it (reported by the panic hook) must not unwind into
-        // the scheduler, and the join above is already complete.
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(stage)));
     }
 
     unsafe fn take(ptr: NonNull<Header>, out: *mut ()) {
@@ -336,6 +352,17 @@ where
             Stage::Done(outcome) => outcome,
             _ => unreachable!("growstack: outcome taken before completion"),
         }
+    }
+}
+
+/// Drops `value`, catching a panic of its destructor, and of the panic
+/// payload's destructor in turn (whose own payload is leaked): for user
+/// values that the runtime drops where no panic may unwind.
+pub(crate) fn drop_quietly<V>(value: V) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value)))
+        && let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload)))
+    {
+        core::mem::forget(again);
     }
 }
 

@@ -323,6 +323,8 @@ pub(crate) struct Shared {
     /// Workers still in their scheduling loop; the one that takes it to 0
     /// stops the runtime (`stop`).
     in_loop: AtomicUsize,
+    /// `in_loop` reached 0 (set under `joins`).
+    stopped: AtomicBool,
     /// Joins waited on by threads and tasks outside this runtime
     /// (`Header::wait`), and whether the runtime has stopped.
     joins: Mutex<Joins>,
@@ -349,6 +351,7 @@ impl Shared {
         if joins.stopped {
             drop(joins);
             cancel_started(task);
+            cancel_unstarted(task);
             return false;
         }
         joins.waiting.push(task.clone());
@@ -379,12 +382,21 @@ impl Shared {
         let waiting = {
             let mut joins = lock(&self.joins);
             joins.stopped = true;
+            self.stopped.store(true, Ordering::Release);
             core::mem::take(&mut joins.waiting)
         };
-        waiting.iter().for_each(cancel_started);
+        for task in &waiting {
+            cancel_started(task);
+            cancel_unstarted(task);
+        }
         let injected = core::mem::take(&mut *lock(&self.injector));
         self.injected.store(0, Ordering::Relaxed);
-        injected.into_iter().for_each(cancel_unstarted);
+        injected.iter().for_each(cancel_unstarted);
+    }
+
+    /// Whether every worker has left its loop: no task runs again.
+    pub(crate) fn has_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 
     /// A worker drained its queues (`Runtime::drop` waits for all).
@@ -482,13 +494,21 @@ pub(crate) fn cancel_started(task: &TaskRef) {
     }
 }
 
-/// Fails a task that never started, taken from a queue of a stopped
-/// runtime by that queue's owner: its closure is dropped and its joiner
-/// gets a [`Cancelled`](super::Cancelled) payload.
-pub(crate) fn cancel_unstarted(task: TaskRef) {
-    // SAFETY: the task never ran and never will: its runtime stopped, and
-    // the caller took it out of its queue.
-    unsafe { task.fail(Box::new(super::Cancelled)) };
+/// Fails a task that never started, once its runtime's workers have left
+/// their loops (or the task was taken out of a queue that no loop will look
+/// at again): its closure is dropped and its joiner gets a
+/// [`Cancelled`](super::Cancelled) payload. Whoever gets there first does
+/// it (a drain, the stopper, or a joiner that finds the runtime stopped), so
+/// that a closure whose destructor joins another unstarted task never waits
+/// for a drain that is busy dropping it.
+pub(crate) fn cancel_unstarted(task: &TaskRef) {
+    let h = task.header();
+    if !h.has_started() && h.take_cancel() {
+        // SAFETY: the task never ran and never will: no loop can start it
+        // (its runtime stopped, or its queue's owner took it out and left
+        // its loop), and the cancel right, taken above, is had once.
+        unsafe { task.fail(Box::new(super::Cancelled)) };
+    }
 }
 
 /// A pool of worker threads that run growstack tasks.
@@ -800,6 +820,7 @@ impl Builder {
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             in_loop: AtomicUsize::new(workers),
+            stopped: AtomicBool::new(false),
             joins: Mutex::new(Joins::default()),
             drained: Mutex::new(0),
             drained_cv: Condvar::new(),

@@ -332,7 +332,15 @@ pub(crate) fn preempt_point() -> bool {
 impl Worker {
     /// The worker thread's body: runs tasks until the runtime shuts down.
     pub(crate) fn run(index: usize, shard: Arc<Shard>) {
-        let thread = thread::current().expect("a new thread has its stack state");
+        let thread = std::panic::catch_unwind(thread::current).ok().flatten();
+        let Some(thread) = thread else {
+            // (The panic hook said why.) This worker never runs a task; the
+            // runtime must still stop and `Runtime::drop` not wait for it.
+            eprintln!("growstack: worker {index} could not start; its runtime runs without it");
+            shard.shared.left_loop();
+            shard.shared.drained();
+            return;
+        };
         let remote: *const Remote = &shard.shared.workers[index];
         let worker = Worker {
             index,
@@ -361,21 +369,23 @@ impl Worker {
         worker.remote().publish_guard(guard::cell());
         WORKER.with(|w| w.set(&worker));
         // The loop runs no user code outside tasks (whose panics their
-        // closures catch) except destructors it guards itself. Should one
-        // of its own checks panic, the thread must still not keep pointing
-        // at this frame, and the runtime must still stop.
+        // closures catch) except destructors it guards itself, and so does
+        // the drain. Should one of their own checks panic anyway, the
+        // thread must still not keep pointing at this frame, the runtime
+        // must still stop, and a thread whose tasks borrow its
+        // thread-locals must still not exit.
         let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _leaving = Leaving(&worker);
             worker.schedule_loop();
         }));
-        worker.drain();
+        let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.drain()));
         let keeps_thread = worker.in_flight.get() > 0;
         if keeps_thread {
             // Said before `drained`: `Runtime::drop` must not join us.
             worker.remote().keep_thread();
         }
         worker.shared.drained();
-        if let Err(payload) = looped {
+        if let Err(payload) = looped.and(drained) {
             eprintln!(
                 "growstack: the scheduler of worker {} panicked (a bug in growstack); \
                  its runtime stops",
@@ -384,6 +394,7 @@ impl Worker {
             if !keeps_thread {
                 std::panic::resume_unwind(payload);
             }
+            core::mem::forget(payload);
         }
         if keeps_thread {
             // Tasks that started here and will never finish may hold
@@ -823,22 +834,36 @@ impl Worker {
     }
 
     /// At shutdown: empties every queue. A task that never started is
-    /// failed with `Cancelled` (its closure dropped, its joiner answered);
-    /// one that started is never freed, since a channel's wait list or a
-    /// timer may still point to it: its queued references are leaked with
-    /// it (see `Context`), and so is the reference a parked one's state
-    /// holds. No borrow is held while closures drop: they are user code.
+    /// cancelled (`runtime::cancel_unstarted`: its closure dropped, its
+    /// joiner answered). One that started and has not finished is never
+    /// freed, since a channel's wait list or a timer may still point to it:
+    /// its queued references are leaked with it (see `Context`), and so is
+    /// the reference a parked one's state holds. No borrow is held while
+    /// closures drop: they are user code.
     fn drain(&self) {
         let started = self.ready.take_all();
-        let timers = core::mem::take(&mut *self.timers.borrow_mut());
-        let grown = core::mem::take(&mut *self.grown.borrow_mut());
         let mut inbox = Vec::new();
         self.remote().drain_inbox(|task| inbox.push(task));
-        core::mem::forget((started, timers, grown, inbox));
+        core::mem::forget((started, inbox));
+        // Timers and the grown list also hold tasks that finished: those
+        // references are dropped, the others leaked.
+        let timers = core::mem::take(&mut *self.timers.borrow_mut());
+        let grown = core::mem::take(&mut *self.grown.borrow_mut());
+        for task in timers.into_iter().map(|t| t.0.task).chain(grown) {
+            // SAFETY: no task runs on this worker any more: its contexts
+            // are ours.
+            if unsafe { (*task.header().ctx.get()).finished } {
+                drop(task);
+            } else {
+                core::mem::forget(task);
+            }
+        }
         let new = core::mem::take(&mut *self.new.borrow_mut());
-        new.into_iter().for_each(super::runtime::cancel_unstarted);
+        for task in new {
+            super::runtime::cancel_unstarted(&task);
+        }
         while let Some(task) = self.remote().pop_fresh() {
-            super::runtime::cancel_unstarted(task);
+            super::runtime::cancel_unstarted(&task);
         }
         let slots = core::mem::take(&mut *self.slots.borrow_mut());
         maintain::release_slots(slots);
