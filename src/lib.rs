@@ -41,7 +41,8 @@
 //! A [`Runtime`] runs *tasks*: green threads written as plain blocking code,
 //! each starting on a small slot (256 KiB of address space, of which it
 //! commits only what it touches) that `#[growable]` code grows past, like
-//! goroutines. A million of them fit in about 4.3 GiB.
+//! goroutines. A million parked tasks take about 4.3 GiB of resident
+//! memory.
 //!
 //! ```
 //! #[growstack::growable]
@@ -65,7 +66,42 @@
 //!   MPMC channels; [`yield_now`] and [`sleep`]; `#[growstack::main]` and
 //!   `#[growstack::test]`. Blocking calls park a task and block a plain
 //!   thread, so the same code works in both.
-//! - A task stays on the worker thread that first ran it.
+//! - A task stays on the worker thread that first ran it, and switches only
+//!   where it blocks on growstack (preemption is opt-in:
+//!   [`Builder::preempt`], an `unsafe fn`).
+//! - [`spawn_blocking`] runs a call that blocks the OS thread (std I/O, a
+//!   std lock, a long computation) on a pool of plain threads while the
+//!   task waits parked: made directly in a task, such a call stalls every
+//!   task of its worker, and the runtime says so on stderr after a second
+//!   ([`Builder::stall_warning`]).
+//! - [`task_local!`] declares per-task values: a `thread_local!` is shared
+//!   by all the tasks of a worker.
+//! - Dropping a [`Runtime`] stops it: joins of its tasks that will never
+//!   finish return a [`task::Cancelled`] payload.
+//!
+//! # What is sound
+//!
+//! Nothing reachable from safe code causes undefined behaviour. Where that
+//! depends on a rule std itself imposes, the rule is written here, in the
+//! README's safety model (a table of every way to reach a task's stack or a
+//! worker's state, each with the test that checks it) and on the API it
+//! concerns:
+//!
+//! - **Do not block a task on growstack inside a `thread_local!` lazy
+//!   initialiser.** The tasks of a worker share its thread-locals, and std
+//!   lets another `with` of a key run during that key's initialiser only
+//!   if no reference to its value is alive; a task switch there breaks
+//!   that. Without [`Builder::preempt`] a task switches only where it
+//!   blocks on growstack, so this needs a blocking call written inside the
+//!   initialiser; `Builder::preempt` is `unsafe` because with it any
+//!   annotated call there could switch.
+//! - Thread-locals, `!Send` values and scoped threads are safe across
+//!   blocking calls: a task never changes thread, and a worker whose tasks
+//!   are still in flight when its runtime is dropped keeps its thread (and
+//!   its thread-locals) alive for good.
+//! - `std::process::exit` from deep on a segment exits cleanly; another
+//!   library's coroutine on the same thread runs its `#[growable]` code on
+//!   its own stack and never on the thread's segments.
 //!
 //! # What is protected
 //!

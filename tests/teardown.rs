@@ -259,3 +259,56 @@ fn joins_of_tasks_a_dropped_runtime_will_never_finish_return_cancelled() {
         );
     }
 }
+
+/// `fork` from deep on a segment: the child has only the forking thread,
+/// with its stack chain as it was; it keeps recursing (growing onto more
+/// segments) and returns through all of them.
+#[test]
+fn a_child_forked_deep_on_a_segment_keeps_growing_and_returns() {
+    let name = "a_child_forked_deep_on_a_segment_keeps_growing_and_returns";
+    let Some(out) = child(name, || {
+        let t = std::thread::Builder::new().stack_size(64 << 10).spawn(|| {
+            let status = fork_at_depth(20_000);
+            // The forked child exited with its depth check's verdict.
+            std::process::exit(status);
+        });
+        t.unwrap().join().unwrap();
+    }) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// Recurses `n` levels, forks at the bottom; the forked child recurses
+/// 200k levels more and `_exit`s with 0 if every level came back right;
+/// the parent returns the child's exit status.
+#[growable]
+fn fork_at_depth(n: u32) -> i32 {
+    let pad = [n; 8];
+    black_box(&pad);
+    if n == 0 {
+        // SAFETY: the child calls only growstack code (no locks another
+        // thread of the parent could hold: the parent has no other thread
+        // running growstack code) and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = shallow(200_000) == 200_000;
+            // SAFETY: ends the forked child without running the parent's
+            // atexit handlers or TLS destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child, with a valid status pointer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        return if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            100
+        };
+    }
+    let status = fork_at_depth(n - 1);
+    assert_eq!(pad[7], n);
+    status
+}

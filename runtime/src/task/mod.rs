@@ -150,6 +150,21 @@ fn current_shard(what: &str) -> &'static Arc<Shard> {
 
 /// Spawns a task on the runtime of the calling task.
 ///
+/// The task runs only on the worker thread that first runs it, and
+/// switches only where it blocks on growstack (a join, a channel
+/// operation, `sleep`, `yield_now`), unless the runtime preempts
+/// ([`Builder::preempt`](crate::Builder::preempt)).
+///
+/// # Thread-locals
+///
+/// The tasks of a worker share its thread-locals. Holding a
+/// `thread_local!` value (inside `with`) across a blocking call is sound,
+/// but another task of the worker may use the same value meanwhile; use
+/// [`task_local!`](crate::task_local) for per-task state. **Do not block on
+/// growstack inside a `thread_local!` lazy initialiser**: another task of
+/// the worker could then initialise the same key, and std would drop a
+/// value that a task still borrows.
+///
 /// # Panics
 ///
 /// Outside a growstack runtime (on a thread that is not one of its

@@ -528,10 +528,14 @@ pub(crate) fn cancel_unstarted(task: &TaskRef) {
 /// ```
 ///
 /// Dropping the runtime stops its workers after the tasks they are running
-/// now switch out. Tasks that have not finished by then never run again:
-/// one that never started drops its closure; one that is parked keeps its
-/// stack memory forever and its destructors never run (as with
-/// [`std::mem::forget`]). Join your tasks before you drop the runtime.
+/// now switch out, and waits for that. Tasks that have not finished by then
+/// never run again: one that never started drops its closure; one that
+/// started keeps its stack and cell forever and its destructors never run
+/// (as with [`std::mem::forget`]), and its worker's thread stays parked for
+/// good, since the task may borrow that thread's thread-locals. Joining
+/// such a task returns `Err` with a [`Cancelled`](crate::task::Cancelled)
+/// payload, and [`JoinHandle::is_finished`](crate::JoinHandle::is_finished)
+/// says true. Join your tasks before you drop the runtime.
 pub struct Runtime {
     shared: Arc<Shared>,
     /// The share of tasks spawned from outside the workers.
