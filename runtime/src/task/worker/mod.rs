@@ -845,19 +845,13 @@ impl Worker {
         let mut inbox = Vec::new();
         self.remote().drain_inbox(|task| inbox.push(task));
         core::mem::forget((started, inbox));
-        // Timers and the grown list also hold tasks that finished: those
-        // references are dropped, the others leaked.
-        let timers = core::mem::take(&mut *self.timers.borrow_mut());
-        let grown = core::mem::take(&mut *self.grown.borrow_mut());
-        for task in timers.into_iter().map(|t| t.0.task).chain(grown) {
-            // SAFETY: no task runs on this worker any more: its contexts
-            // are ours.
-            if unsafe { (*task.header().ctx.get()).finished } {
-                drop(task);
-            } else {
-                core::mem::forget(task);
-            }
-        }
+        // Every unfinished task that started here now has a reference that
+        // is never given back: the ones just leaked, or its PARKED state's.
+        // So the extra references of timers and the grown list can go (for
+        // tasks that finished, they are the last), without reading any
+        // task's context (the stopper may be cancelling one right now).
+        drop(core::mem::take(&mut *self.timers.borrow_mut()));
+        drop(core::mem::take(&mut *self.grown.borrow_mut()));
         let new = core::mem::take(&mut *self.new.borrow_mut());
         for task in new {
             super::runtime::cancel_unstarted(&task);
