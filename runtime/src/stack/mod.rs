@@ -50,6 +50,13 @@ pub const STRESS_SEGMENT: usize = 256 << 10;
 /// cannot be a piece of its native stack): `newstack` and `lessstack` run
 /// there and need a few KiB (a `Mutex`, a `Vec` push, one
 /// or two system calls).
+///
+/// That `Vec` push (a segment list growing) calls the global allocator on
+/// g0: a custom `#[global_allocator]` must fit in what is left of these
+/// 128 KiB (every common one needs a few KiB at most). Nothing on g0
+/// panics on purpose: a refusal is returned to the caller's stack and
+/// raised there, and a panic on g0 (a bug) aborts, since `newstack` is
+/// `extern "C"`; the panic hook then runs on g0 too.
 pub const G0_SIZE: usize = 128 << 10;
 
 /// Default size of a task's slot (`Builder::stack_size`): 64 KiB of guard
