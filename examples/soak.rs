@@ -11,8 +11,9 @@
 //! spawn and join (values and panic payloads checked), detached tasks,
 //! producer/consumer pairs through bounded and unbounded channels with
 //! `recv`, `recv_timeout` and `try_recv` (every message received exactly
-//! once, in order per producer), sleeps, yields, deep `#[growable]`
-//! recursion and `shrink_now`, and `spawn_blocking`. Everything sent or
+//! once, in order per producer), sleeps, yields inside `task_local!`
+//! scopes, deep `#[growable]` recursion and `shrink_now`, and
+//! `spawn_blocking`. Everything sent or
 //! moved into a task is drop-counted. At the end of each runtime: drop
 //! counts balance and `stats().tasks_live` is back to 0.
 //!
@@ -25,6 +26,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use growstack::{Runtime, chan, growable};
+
+growstack::task_local! {
+    static TAG: u64;
+}
 
 /// Operations completed, for the watchdog.
 static PROGRESS: AtomicU64 = AtomicU64::new(0);
@@ -156,9 +161,16 @@ fn mix(seed: u64, ops: u32) -> Totals {
             3 | 4 => t.messages += pipe(&mut rng, &mut t.timeouts),
             5 => growstack::sleep(Duration::from_micros(rng.below(200))),
             6 => {
-                for _ in 0..rng.below(8) {
-                    growstack::yield_now();
-                }
+                // Yields inside a task-local scope: the other tasks of the
+                // worker run in between, each with its own value.
+                let mine = rng.next();
+                let yields = rng.below(8);
+                TAG.scope(mine, || {
+                    for _ in 0..yields {
+                        growstack::yield_now();
+                        assert_eq!(TAG.get(), mine, "a task-local changed under a yield");
+                    }
+                });
             }
             7 => {
                 let n = 1000 + rng.below(60_000);
