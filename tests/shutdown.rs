@@ -16,6 +16,26 @@ use growstack::task::Cancelled;
 
 mod common;
 
+/// Starts a task that blocks the only worker's thread, so that tasks
+/// spawned next stay queued, unstarted; it lets go 200 ms after
+/// `release` is called (by then the caller is dropping the runtime).
+fn occupy_worker(rt: &growstack::Runtime) -> (JoinHandle<()>, impl FnOnce()) {
+    let (started_tx, started) = mpsc::channel();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let busy = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        let _ = go.recv();
+    });
+    started.recv().unwrap();
+    let release = move || {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(go_tx);
+        });
+    };
+    (busy, release)
+}
+
 fn is_cancelled<T>(r: &std::thread::Result<T>) -> bool {
     r.as_ref()
         .err()
@@ -42,14 +62,7 @@ impl Drop for JoinOnDrop {
 fn a_cancelled_closure_whose_drop_joins_a_later_queued_task_does_not_hang_the_drop() {
     let (x_cancelled, y_cancelled) = common::within(Duration::from_secs(20), "drop(rt)", || {
         let rt = growstack::Runtime::builder().workers(1).build().unwrap();
-        let (started_tx, started) = mpsc::channel();
-        let (go_tx, go) = mpsc::channel::<()>();
-        // Blocks the only worker's thread until the drop has begun.
-        let busy = rt.spawn(move || {
-            started_tx.send(()).unwrap();
-            let _ = go.recv();
-        });
-        started.recv().unwrap();
+        let (busy, release) = occupy_worker(&rt);
         let slot = Arc::new(Mutex::new(None));
         let (report_tx, report) = mpsc::channel();
         let guard = JoinOnDrop {
@@ -63,11 +76,8 @@ fn a_cancelled_closure_whose_drop_joins_a_later_queued_task_does_not_hang_the_dr
         });
         let y = rt.spawn(|| 1u32);
         *slot.lock().unwrap() = Some(y);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
-            drop(go_tx);
-        });
-        drop(rt); // hangs here
+        release();
+        drop(rt); // hung here
         drop(busy);
         let x_cancelled = is_cancelled(&x.join());
         let y_cancelled = report.recv_timeout(Duration::from_secs(5)).unwrap_or(false);
@@ -162,21 +172,12 @@ fn a_payload_whose_drop_panics_in_drain_neither_hangs_the_drop_nor_frees_borrowe
 #[test]
 fn a_payload_whose_drop_panics_in_left_loop_still_cancels_the_rest_of_the_injector() {
     let rt = growstack::Runtime::builder().workers(1).build().unwrap();
-    let (started_tx, started) = mpsc::channel();
-    let (go_tx, go) = mpsc::channel::<()>();
-    let busy = rt.spawn(move || {
-        started_tx.send(()).unwrap();
-        let _ = go.recv();
-    });
-    started.recv().unwrap();
+    let (busy, release) = occupy_worker(&rt);
     // Injector: X (bomb) first, then Y.
     let bomb = PanicsWithBomb;
     let x = rt.spawn(move || std::mem::forget(bomb));
     let y = rt.spawn(|| 7u32);
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        drop(go_tx);
-    });
+    release();
     // May panic: the worker re-raises the Bomb payload and Runtime::drop
     // drops it (`let _ = t.join()`).
     let drop_panicked = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt))).is_err();
@@ -259,13 +260,7 @@ impl Drop for SlowDrop {
 #[test]
 fn a_cancelled_join_returns_only_after_the_closure_was_dropped() {
     let rt = growstack::Runtime::builder().workers(1).build().unwrap();
-    let (started_tx, started) = mpsc::channel();
-    let (go_tx, go) = mpsc::channel::<()>();
-    let busy = rt.spawn(move || {
-        started_tx.send(()).unwrap();
-        let _ = go.recv();
-    });
-    started.recv().unwrap();
+    let (busy, release) = occupy_worker(&rt);
     let (joined_tx, joined_rx) = mpsc::channel();
     let saw_join_first = Arc::new(AtomicBool::new(false));
     let guard = SlowDrop {
@@ -279,10 +274,7 @@ fn a_cancelled_join_returns_only_after_the_closure_was_dropped() {
         r.err()
             .is_some_and(|p| p.downcast_ref::<Cancelled>().is_some())
     });
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        drop(go_tx);
-    });
+    release();
     drop(rt);
     drop(busy);
     assert!(joiner.join().unwrap(), "X should join with Cancelled");

@@ -90,29 +90,32 @@ impl Task {
     }
 }
 
-/// A joiner blocks on a task that completes on another thread: the joiner
-/// always returns, with DONE. (Without CLAIMING, loom finds the lost
-/// wake-up: the joiner consumes the noted wake before DONE and parks for
-/// good, reported as a deadlock.)
+/// A joiner, whose park state starts as `initial`, blocks on a task that
+/// completes on another thread: it always returns, with DONE.
+fn joiner_sees_the_completion(initial: u8) {
+    let joiner = Arc::new(Task::new());
+    joiner.state.store(initial, atomic::Ordering::Relaxed);
+    let join = Arc::new(atomic::AtomicU8::new(JOIN_PENDING));
+    let (j, jn) = (joiner.clone(), join.clone());
+    let waiting = thread::spawn(move || {
+        if start_waiting(&jn) {
+            wait_done(&jn, || j.park(), thread::yield_now);
+        }
+        assert_eq!(jn.load(atomic::Ordering::Acquire), JOIN_DONE);
+    });
+    match complete(&join, || claim(&joiner.state)) {
+        Completed::Woke(c) => joiner.wake(c),
+        Completed::Done => {}
+        Completed::Detached => unreachable!("the handle is joining"),
+    }
+    waiting.join().unwrap();
+}
+
+/// (Without CLAIMING, loom finds the lost wake-up: the joiner consumes the
+/// noted wake before DONE and parks for good, reported as a deadlock.)
 #[test]
 fn a_joiner_always_sees_the_completion() {
-    loom::model(|| {
-        let joiner = Arc::new(Task::new());
-        let join = Arc::new(atomic::AtomicU8::new(JOIN_PENDING));
-        let (j, jn) = (joiner.clone(), join.clone());
-        let waiting = thread::spawn(move || {
-            if start_waiting(&jn) {
-                wait_done(&jn, || j.park(), thread::yield_now);
-            }
-            assert_eq!(jn.load(atomic::Ordering::Acquire), JOIN_DONE);
-        });
-        match complete(&join, || claim(&joiner.state)) {
-            Completed::Woke(c) => joiner.wake(c),
-            Completed::Done => {}
-            Completed::Detached => unreachable!("the handle is joining"),
-        }
-        waiting.join().unwrap();
-    });
+    loom::model(|| joiner_sees_the_completion(RUNNING));
 }
 
 /// The same with a stale wake pending on the joiner (a timer of an
@@ -123,26 +126,7 @@ fn a_joiner_always_sees_the_completion() {
 /// good (the soak found this; loom reports it as a deadlock).
 #[test]
 fn a_joiner_with_a_stale_wake_pending_always_sees_the_completion() {
-    loom::model(|| {
-        let joiner = Arc::new(Task::new());
-        joiner
-            .state
-            .store(state::NOTIFIED, atomic::Ordering::Relaxed);
-        let join = Arc::new(atomic::AtomicU8::new(JOIN_PENDING));
-        let (j, jn) = (joiner.clone(), join.clone());
-        let waiting = thread::spawn(move || {
-            if start_waiting(&jn) {
-                wait_done(&jn, || j.park(), thread::yield_now);
-            }
-            assert_eq!(jn.load(atomic::Ordering::Acquire), JOIN_DONE);
-        });
-        match complete(&join, || claim(&joiner.state)) {
-            Completed::Woke(c) => joiner.wake(c),
-            Completed::Done => {}
-            Completed::Detached => unreachable!("the handle is joining"),
-        }
-        waiting.join().unwrap();
-    });
+    loom::model(|| joiner_sees_the_completion(state::NOTIFIED));
 }
 
 /// Two wakers (a completion and a stale timer) claim one parked task: it
