@@ -1,6 +1,8 @@
 //! A deeply nested structure drops without overflowing, when its `Drop`
 //! impl is `#[growable]`.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
@@ -51,4 +53,165 @@ fn million_long_list_drops() {
         .unwrap();
     assert_eq!(sum, n * (n - 1) / 2);
     assert_eq!(dropped, n as usize);
+}
+
+mod large_frame_slow_path {
+    // HOLE (medium-high, crash in optimised builds; no preemption needed):
+    // for `#[growable] impl Drop` the macro's slow path is
+    // `morestack_body(&DESC, move || #block)` -- the *raw* body, not
+    // `out_of_line(...)` as on the fast path. `morestack_body` is generic and
+    // `run_with_room` calls `f()` directly on its preempt branch, so LLVM
+    // inlines the body into `morestack_body` (objdump of the release
+    // tests/drop.rs binary: `lock incq DROPPED` and `drop_in_place<Node>`
+    // sit inside `growstack_runtime::grow::morestack_body`, no closure symbol
+    // left). A body with a 100 KB local then puts that local in
+    // morestack_body's *own* frame, allocated by its prologue on the caller's
+    // stack -- exactly where the check said there is no room -- before any
+    // switch to a segment. Debug builds (the whole suite but frame_size) do
+    // not inline, so nothing catches it.
+    // Interleaving: none; release build, ~7 KiB above the limit, drop a value
+    // whose #[growable] Drop has a 100 KB array: has_room_for(200_000) fails
+    // -> morestack_body -> prologue probes 100 KB down -> guard region.
+    // Expected bad outcome (cargo test --release): the child dies with
+    // growstack's stack-overflow report (SIGABRT) instead of exiting 0.
+    // Suggested fix: in the macro, make the Drop slow path
+    // `morestack_body(&DESC, move || out_of_line(move || #block))` when the
+    // body is out of line; and in run_with_room call the closure as
+    // `out_of_line(f)` on the preempt branch (with has_room_for(desc.frame),
+    // see preempt_drop_large_frame.rs), so no closure body is ever inlined
+    // into a frame that runs on the caller's stack. Add a release test (like
+    // frame_size.rs) for it.
+    #![cfg(not(debug_assertions))]
+
+    use std::hint::black_box;
+
+    #[allow(unused_imports)]
+    use super::common;
+
+    struct Big;
+
+    #[growstack::growable]
+    impl Drop for Big {
+        fn drop(&mut self) {
+            let buf = [1u8; 100_000];
+            black_box(&buf);
+        }
+    }
+
+    #[inline(never)]
+    fn near_the_limit(f: &mut dyn FnMut()) {
+        let pad = [0u8; 512];
+        black_box(&pad);
+        if growstack::remaining_stack() < 8192 {
+            f();
+        } else {
+            near_the_limit(f);
+        }
+        black_box(&pad);
+    }
+
+    #[test]
+    fn a_drop_with_a_large_frame_gets_its_room_in_release_builds() {
+        let name = "a_drop_with_a_large_frame_gets_its_room_in_release_builds";
+        let out = common::child(name, || {
+            common::on_thread(256 << 10, || near_the_limit(&mut || drop(black_box(Big))));
+            std::process::exit(0);
+        });
+        if let Some(out) = out {
+            assert!(
+                out.status.success(),
+                "child: {:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+mod preempted_large_frame {
+    // HOLE (medium, crash; preemption on): `run_with_room` lets a preempted
+    // call through with `preempt_point() && guard::has_room()`, i.e. with room
+    // for an ordinary frame only. For `Entry::Recall` that is harmless (the
+    // re-call checks `has_room_for(frame)` again), but for `Entry::Body` --
+    // a `#[growable] impl Drop` whose body has large locals, checked with
+    // `has_room_for(frame)` -- `f()` is the body itself: it runs in place with
+    // its 100 KB array although there is no room for it.
+    //
+    // Interleaving (preempt(1 ms), 1 worker): a task sits ~7 KiB above its
+    // limit and drops `Big` values in a loop (each drop normally continues on
+    // a cached segment). The monitor poisons the guard; the next check is
+    // Big::drop's has_room_for(200_000): it fails, preempt_point() yields and
+    // returns true, has_room() is true (a few KiB left), so the body runs
+    // here, ~100 KB below the stack pointer: into the slot's guard region.
+    // Expected bad outcome: the child aborts with growstack's stack-overflow
+    // report (SIGABRT/SIGSEGV) instead of exiting 0.
+    // Suggested fix: after preempt_point(), test `guard::has_room_for(desc.frame)`
+    // (or let Body entries always go on to run_elsewhere, whose `grow`
+    // compares `sp - desc.frame` with the limit).
+
+    use std::hint::black_box;
+    use std::time::{Duration, Instant};
+
+    #[allow(unused_imports)]
+    use super::common;
+
+    struct Big;
+
+    #[growstack::growable]
+    impl Drop for Big {
+        fn drop(&mut self) {
+            let buf = [1u8; 100_000];
+            black_box(&buf);
+        }
+    }
+
+    #[inline(never)]
+    fn near_the_limit(f: &mut dyn FnMut()) {
+        let pad = [0u8; 512];
+        black_box(&pad);
+        if growstack::remaining_stack() < 8192 {
+            f();
+        } else {
+            near_the_limit(f);
+        }
+        black_box(&pad);
+    }
+
+    #[test]
+    fn a_preempted_drop_with_a_large_frame_still_gets_room() {
+        let name = "a_preempted_drop_with_a_large_frame_still_gets_room";
+        let out = common::child(name, || {
+            // SAFETY: no task here initialises a thread-local.
+            let rt = unsafe { growstack::Runtime::builder().preempt(Duration::from_millis(1)) }
+                .workers(1)
+                .build()
+                .unwrap();
+            let before = growstack::stats().preemptions;
+            let drops = rt.block_on(|| {
+                let mut drops = 0u64;
+                near_the_limit(&mut || {
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_millis(300) {
+                        drop(black_box(Big));
+                        drops += 1;
+                    }
+                });
+                drops
+            });
+            assert!(drops > 0);
+            assert!(
+                growstack::stats().preemptions > before,
+                "precondition: preempted"
+            );
+            std::process::exit(0);
+        });
+        if let Some(out) = out {
+            assert!(
+                out.status.success(),
+                "child: {:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

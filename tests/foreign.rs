@@ -5,6 +5,8 @@
 //! and suspended out of order made `lessstack` treat a live segment as
 //! cached, and a shrink released it under the suspended coroutine).
 
+mod common;
+
 use std::hint::black_box;
 
 use corosensei::stack::DefaultStack;
@@ -78,4 +80,217 @@ fn plain_depth(n: u32) -> u32 {
     let pad = [n; 8];
     black_box(&pad);
     if n == 0 { 0 } else { plain_depth(n - 1) + 1 }
+}
+
+mod resumed_at_another_depth {
+    // HOLE (high, memory safety): the foreign-context path of `newstack`
+    // still brackets the re-call with `chain.save()` / `lessstack`'s
+    // `chain.restore(saved)`. A foreign coroutine that suspends inside such a
+    // bracket and is resumed when the thread's chain is at another depth
+    // rewrites the chain with the depth/limit/in_use of the moment it was
+    // entered. Commit 97aacde stopped foreign contexts from *growing* onto the
+    // chain but not from *restoring* it.
+    //
+    // Interleaving (one plain thread, no runtime):
+    //   1. C = corosensei coroutine; C's stack lies below the thread's guard,
+    //      so every annotated call in C fails its check -> newstack -> foreign
+    //      path: saved = {depth 0, native limit}; C recurses `down(10)` and
+    //      suspends at the bottom, i.e. inside 11 open brackets.
+    //   2. The thread recurses 100k levels: grows onto segments (depth >= 1).
+    //   3. At the bottom, on a segment, it resumes C: C returns through its
+    //      brackets; each `lessstack` does native.restore({depth 0, ...}):
+    //      the chain now says depth 0 while the thread runs on a segment.
+    //   4. Still at the bottom, `growstack::shrink_now()`: chain.shrink sees
+    //      segments.len() > depth == 0 and gives back every segment -- the one
+    //      it is running on included: MADV_DONTNEED zeroes the live frames
+    //      (return addresses) and the slot goes back to the arena.
+    // Expected bad outcome: the child dies of SIGSEGV (return to address 0)
+    // or the frame checks in `deep` fail; a task variant (the worker's
+    // periodic maintenance pass instead of shrink_now) frees a parked task's
+    // live segment without any explicit call.
+    // Suggested fix: in newstack's `!chain.runs_on(sp)` branch do not record
+    // the chain (growth.chain = null, no save); in lessstack, when the chain
+    // is null, only re-set the guard of the chain running *now*
+    // (`(*(*growth.thread).running()).set_guard()`). A foreign context never
+    // changes the chain, so it has nothing to restore.
+
+    use std::hint::black_box;
+
+    use corosensei::stack::DefaultStack;
+    use corosensei::{Coroutine, CoroutineResult, Yielder};
+    use growstack::growable;
+
+    #[allow(unused_imports)]
+    use super::common;
+
+    #[growable]
+    fn down(n: u32, y: &Yielder<(), bool>) -> u32 {
+        let pad = [n; 16];
+        black_box(&pad);
+        let r = if n == 0 {
+            // Precondition: C's stack is below the thread's guard, so its
+            // checks fail and its calls go through foreign brackets.
+            y.suspend(growstack::remaining_stack() == 0);
+            0
+        } else {
+            down(n - 1, y) + 1
+        };
+        assert_eq!(pad[15], n);
+        r
+    }
+
+    #[growable]
+    fn deep(n: u32, at_bottom: &mut dyn FnMut()) -> u32 {
+        let pad = [n; 8];
+        black_box(&pad);
+        let r = if n == 0 {
+            at_bottom();
+            0
+        } else {
+            deep(n - 1, at_bottom) + 1
+        };
+        assert_eq!(pad[7], n, "a frame changed under us");
+        r
+    }
+
+    #[test]
+    fn a_foreign_coroutine_resumed_at_another_depth_does_not_rewrite_the_chain() {
+        let out = common::child(
+            "a_foreign_coroutine_resumed_at_another_depth_does_not_rewrite_the_chain",
+            || {
+                std::thread::Builder::new()
+                    .stack_size(256 << 10)
+                    .spawn(|| {
+                        let stack = DefaultStack::new(8 << 20).unwrap();
+                        let mut c = Coroutine::with_stack(stack, |y, ()| down(10, y));
+                        let CoroutineResult::Yield(below) = c.resume(()) else {
+                            panic!()
+                        };
+                        assert!(
+                            below,
+                            "precondition: C's checks must fail (C's stack below the guard)"
+                        );
+                        let segments_before = growstack::stats().growths;
+                        let depth = deep(100_000, &mut || {
+                            assert!(growstack::stats().growths > segments_before, "on a segment");
+                            assert!(matches!(c.resume(()), CoroutineResult::Return(10)));
+                            // The chain now says depth 0 while we run on a segment.
+                            growstack::shrink_now();
+                        });
+                        assert_eq!(depth, 100_000);
+                    })
+                    .unwrap()
+                    .join()
+                    .unwrap();
+                std::process::exit(0);
+            },
+        );
+        if let Some(out) = out {
+            assert!(
+                out.status.success(),
+                "child: {:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+mod bypass_of_a_foreign_call {
+    // HOLE (low, crash): the one-shot bypass can leak. On a thread whose very
+    // first check runs inside a foreign coroutine, the check fails (guard
+    // still usize::MAX), run_elsewhere initialises the thread (guard := native
+    // limit), newstack takes the foreign path and sets the bypass for the
+    // Recall. If the coroutine's stack lies *above* the native limit, the
+    // re-call's own check now passes and never consumes the bypass. The next
+    // check that fails on this thread -- anywhere, much later -- runs its body
+    // in place instead of growing. For a `frame = N` / large-array function
+    // that is an overflow.
+    // Interleaving: DefaultStack made before the thread (so it sits above the
+    // thread's stack); in the thread, the first annotated call is inside the
+    // coroutine; later, ~7 KiB above the native limit, a #[growable] fn with a
+    // 100 KB local is called: has_room_for fails, take_bypass() is true, the
+    // body runs in place.
+    // Expected bad outcome: the child dies with "has overflowed its stack"
+    // (SIGABRT/SIGSEGV) instead of exiting 0.
+    // Suggested fix: set the bypass only when the re-call's check will fail
+    // for sure -- i.e. in the foreign branch only if
+    // `sp.saturating_sub(desc.frame) <= guard now` -- or clear the bypass in
+    // lessstack (the bracket's re-call has run its check by then), so it
+    // can never outlive its bracket.
+
+    use std::hint::black_box;
+
+    use corosensei::stack::DefaultStack;
+    use corosensei::{Coroutine, CoroutineResult};
+
+    #[allow(unused_imports)]
+    use super::common;
+
+    #[growstack::growable]
+    fn touch(x: u32) -> u32 {
+        black_box(x)
+    }
+
+    #[growstack::growable]
+    fn big() -> u8 {
+        let buf = [7u8; 100_000];
+        black_box(&buf);
+        buf[99_999]
+    }
+
+    #[inline(never)]
+    fn near_the_limit(f: &mut dyn FnMut()) {
+        let pad = [0u8; 512];
+        black_box(&pad);
+        if growstack::remaining_stack() < 8192 {
+            f();
+        } else {
+            near_the_limit(f);
+        }
+        black_box(&pad);
+    }
+
+    #[test]
+    fn a_bypass_set_in_a_foreign_context_does_not_outlive_it() {
+        let name = "a_bypass_set_in_a_foreign_context_does_not_outlive_it";
+        let out = common::child(name, || {
+            let stack = DefaultStack::new(1 << 20).unwrap(); // mapped before the thread
+            std::thread::Builder::new()
+                .stack_size(512 << 10)
+                .spawn(move || {
+                    let here = 0u8;
+                    let native = black_box(&here as *const u8 as usize);
+                    let mut c: Coroutine<(), (), usize, DefaultStack> =
+                        Coroutine::with_stack(stack, |_, ()| {
+                            let m = 0u8;
+                            let at = black_box(&m as *const u8 as usize);
+                            touch(1); // this thread's first check
+                            at
+                        });
+                    let CoroutineResult::Return(at) = c.resume(()) else {
+                        panic!()
+                    };
+                    assert!(
+                        at > native,
+                        "precondition: the coroutine's stack is above the thread's"
+                    );
+                    let mut r = 0;
+                    near_the_limit(&mut || r = big());
+                    assert_eq!(r, 7);
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            std::process::exit(0);
+        });
+        if let Some(out) = out {
+            assert!(
+                out.status.success(),
+                "child: {:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

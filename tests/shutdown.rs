@@ -304,3 +304,89 @@ fn is_finished_agrees_with_join_after_the_runtime_is_dropped() {
         "is_finished() was false, yet join returned at once"
     );
 }
+
+mod panicking_outcome_drop {
+    // HOLE (medium): the outcome of a detached task/job is dropped by
+    // `TaskCell::finish` outside any catch_unwind (`drop(outcome)` when
+    // detached, and `drop(take_done())` when detached meanwhile). A panicking
+    // `Drop` of the task's value T (or of its panic payload) then unwinds out
+    // of `run`:
+    //   (a) on a pool thread (spawn_blocking): the pool thread dies, and
+    //       `Pool::threads` is never decremented. After MAX_THREADS (512) such
+    //       jobs no thread is ever started again: every later job waits in the
+    //       queue forever (join hangs), process-wide.
+    //   (b) on a worker: it unwinds into `task_main`, an `extern "C"` fn, and
+    //       the process aborts ("panic in a function that cannot unwind").
+    //       `fail` already uses drop_quietly for the closure; tokio catches
+    //       panics from dropping a task's output.
+    // Interleaving: spawn, drop the JoinHandle, then let the closure return a
+    // value whose Drop panics (detached case of `finish`).
+    // Expected bad outcome: (a) `within` reports a hang; (b) the child dies of
+    // SIGABRT.
+    // Suggested fix: drop the outcome in `finish` with `drop_quietly` (the
+    // panic hook still reports it), and in `pool_thread` decrement `threads`
+    // in a guard that also runs on unwind.
+
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[allow(unused_imports)]
+    use super::common;
+
+    struct PanicOnDrop;
+
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("PanicOnDrop");
+        }
+    }
+
+    #[test]
+    fn a_detached_job_whose_value_panics_on_drop_does_not_use_up_the_pool() {
+        std::panic::set_hook(Box::new(|_| {}));
+        common::within(
+            Duration::from_secs(60),
+            "spawn_blocking after 512 panicking drops",
+            || {
+                for _ in 0..520 {
+                    let (tx, rx) = mpsc::channel::<()>();
+                    let h = growstack::spawn_blocking(move || {
+                        rx.recv().unwrap();
+                        PanicOnDrop
+                    });
+                    drop(h); // detached before the job returns
+                    tx.send(()).unwrap();
+                    // Give the job time to finish (and its thread to die).
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert_eq!(growstack::spawn_blocking(|| 7).join().unwrap(), 7);
+            },
+        );
+    }
+
+    #[test]
+    fn a_detached_task_whose_value_panics_on_drop_does_not_abort_the_process() {
+        let name = "a_detached_task_whose_value_panics_on_drop_does_not_abort_the_process";
+        let out = common::child(name, || {
+            let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+            let (tx, rx) = growstack::chan::bounded::<()>(1);
+            let h = rt.spawn(move || {
+                rx.recv().unwrap();
+                PanicOnDrop
+            });
+            drop(h);
+            tx.send(()).unwrap();
+            // The worker goes on running tasks.
+            assert_eq!(rt.block_on(|| 5), 5);
+            std::process::exit(0);
+        });
+        if let Some(out) = out {
+            assert!(
+                out.status.success(),
+                "child: {:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

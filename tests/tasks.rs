@@ -551,3 +551,139 @@ fn build_refuses_settings_it_cannot_honour() {
         assert!(err.to_string().contains(what), "{what}: {err}");
     }
 }
+
+mod blocking_pool_accounting {
+    // HOLE (medium-high, hang): the blocking pool counts a notified thread as
+    // idle until that thread runs again. `spawn_blocking` sees `idle > 0`,
+    // calls `notify_one` and starts no thread; a second call made before the
+    // woken thread has re-taken the lock and decremented `idle` does the same,
+    // although nobody is left to wake. Both jobs then queue behind the one
+    // thread: if the first waits for the second (a rendezvous, a pipe between
+    // two blocking calls, a std channel), neither ever finishes. tokio's pool
+    // decrements `num_idle` when it notifies for exactly this reason.
+    //
+    // Interleaving: pool has N idle threads (warmed by an earlier round that
+    // needed N). The caller spawns N+1 jobs back to back: every call sees
+    // idle == N (woken threads are still waiting for the pool lock), notifies,
+    // and starts no thread. N threads take N jobs, which wait at a barrier of
+    // N+1 for the job still in the queue.
+    // Expected bad outcome: `within` reports a hang in round 1 (rarely later).
+    // Suggested fix: in spawn_blocking, `if pool.idle > 0 { pool.idle -= 1;
+    // WORK.notify_one() }`, and have the woken thread not decrement again
+    // (count notifications like tokio's `num_notify`, so a spurious or
+    // timed-out wake-up does not double count).
+
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    #[allow(unused_imports)]
+    use super::common;
+
+    #[test]
+    fn jobs_spawned_back_to_back_each_get_a_thread() {
+        common::within(
+            Duration::from_secs(30),
+            "blocking jobs waiting for each other",
+            || {
+                for round in 0..10usize {
+                    let n = round + 2;
+                    let barrier = Arc::new(Barrier::new(n));
+                    let hs: Vec<_> = (0..n)
+                        .map(|_| {
+                            let b = barrier.clone();
+                            growstack::spawn_blocking(move || {
+                                b.wait();
+                            })
+                        })
+                        .collect();
+                    for h in hs {
+                        h.join().unwrap();
+                    }
+                    // Let every pool thread go back to waiting (idle).
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            },
+        );
+    }
+}
+
+mod reservation_table_full {
+    // HOLE (medium, a whole runtime dies / abort; Builder validation):
+    // `build()` accepts `stack_size` up to 1 GiB, but the arena can record
+    // only MAX_REGIONS (4096) reservations, and a reservation is
+    // max(size, 1 GiB): with 1 GiB slots every task stack is a reservation of
+    // its own, so about 4090 live tasks exhaust the table. `regions::publish`
+    // then fails an `assert!` -- inside `alloc_batch`, under the POOLS lock,
+    // after the mmap (leaked), on the worker's scheduler stack (`take_slot`
+    // in `prepare`): the scheduler unwinds, the runtime stops ("a bug in
+    // growstack"), every other task is Cancelled. On g0 (a segment growth
+    // through `Chain::grow` -> `arena::alloc`, e.g. many threads/tasks each
+    // holding a >= 1 GiB segment) the same assert aborts the process, since
+    // `newstack` is extern "C".
+    // Interleaving: workers(1).stack_size(1 << 30); spawn 4200 tasks that
+    // each report they started and then park on a channel.
+    // Expected bad outcome: fewer than 4200 start; the joins return
+    // Cancelled (and stderr says the scheduler panicked).
+    // Suggested fix: `publish` returns an error (munmap the reservation)
+    // instead of asserting, so `take_slot` fails the one task with "no memory
+    // for a task stack" and a growth is an ordinary Refusal::Memory; and/or
+    // make RESERVATION grow with the class so big slots share reservations,
+    // or bound stack_size so that the table covers a realistic task count
+    // (document the cap in Builder::stack_size).
+
+    use std::time::Duration;
+
+    #[allow(unused_imports)]
+    use super::common;
+
+    #[test]
+    #[ignore = "10 s: run with --ignored"]
+    fn many_tasks_with_1_gib_slots_fail_one_by_one_not_the_runtime() {
+        const N: usize = 4200;
+        common::within(
+            Duration::from_secs(300),
+            "4200 tasks with 1 GiB slots",
+            || {
+                let rt = growstack::Runtime::builder()
+                    .workers(1)
+                    .stack_size(1 << 30)
+                    .build()
+                    .unwrap();
+                let (started_tx, started) = growstack::chan::unbounded::<()>();
+                let (gate_tx, gate) = growstack::chan::bounded::<()>(1);
+                let hs: Vec<_> = (0..N)
+                    .map(|_| {
+                        let started_tx = started_tx.clone();
+                        let gate = gate.clone();
+                        rt.spawn(move || {
+                            started_tx.send(()).unwrap();
+                            let _ = gate.recv(); // parked until the gate closes
+                        })
+                    })
+                    .collect();
+                drop(started_tx);
+                let mut n = 0;
+                while started.recv_timeout(Duration::from_secs(10)).is_ok() {
+                    n += 1;
+                    if n == N {
+                        break;
+                    }
+                }
+                drop(gate_tx);
+                let mut cancelled = 0;
+                for h in hs {
+                    if let Err(payload) = h.join() {
+                        let msg = payload
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .unwrap_or_default();
+                        if !msg.contains("no memory") {
+                            cancelled += 1;
+                        }
+                    }
+                }
+                assert_eq!(cancelled, 0, "{n} of {N} tasks started; the runtime died");
+            },
+        );
+    }
+}

@@ -318,7 +318,15 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
     let slow = if is_drop {
         // `Drop::drop` cannot be called explicitly: run the body itself on
         // the new stack (`self` is the captured `&mut Self`).
-        quote!(return ::growstack::__private::morestack_body(&__GROWSTACK_FRAME, move || #block);)
+        // A large frame stays out of line here too: inlined into
+        // `morestack_body`, it would be allocated on the stack that has
+        // no room, before the switch.
+        let body = if out_of_line {
+            quote!(::growstack::__private::out_of_line(move || #block))
+        } else {
+            quote!(#block)
+        };
+        quote!(return ::growstack::__private::morestack_body(&__GROWSTACK_FRAME, move || #body);)
     } else if diverges {
         quote! {
             ::growstack::__private::morestack(&__GROWSTACK_FRAME, move || { #recall; });

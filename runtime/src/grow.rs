@@ -161,7 +161,7 @@ enum Entry {
 
 #[inline(always)]
 fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f: F) -> R {
-    if crate::task::preempt_point() && guard::has_room() {
+    if crate::task::preempt_point() && guard::has_room_for(desc.frame) {
         // The check failed because the monitor preempted this task, which
         // has now yielded and been resumed: there was room all along.
         return f();
@@ -278,21 +278,31 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
     // SAFETY: as above; the running chain is this context's, and the
     // thread that runs the context is the only one that touches it.
     let chain = unsafe { &mut *(*growth.thread).running() };
-    growth.chain = chain;
-    growth.saved = chain.save();
     let sp = growth.switch.saved_sp;
     if !chain.runs_on(sp) {
         // A context growstack does not know: another coroutine library's
         // stack on this thread (or a signal handler's). It must not grow
-        // onto this chain's segments: its growths and returns would not
-        // nest with the chain's, and a live segment could be taken for a
-        // cached one. It carries on right below the caller, on its own
-        // stack, as if it had no growth check.
-        if growth.kind == Entry::Recall {
+        // onto this chain's segments, nor save and restore the chain's
+        // state around its call: its calls and returns do not nest with
+        // the chain's (it may be resumed later, at another depth), and a
+        // live segment could be taken for a cached one. It carries on
+        // right below the caller, on its own stack, as if it had no growth
+        // check; `lessstack` then only re-sets the guard.
+        growth.chain = core::ptr::null_mut();
+        let top = (sp - 16) & !15;
+        // The re-call's own check must let it through, once: if that
+        // check would pass anyway, no bypass is left behind for a later,
+        // unrelated check to take.
+        let passes = top
+            .checked_sub(growth.desc.frame)
+            .is_some_and(|low| low > guard::get());
+        if growth.kind == Entry::Recall && !passes {
             guard::set_bypass();
         }
-        return (sp - 16) & !15;
+        return top;
     }
+    growth.chain = chain;
+    growth.saved = chain.save();
     match chain.grow(sp, growth.desc) {
         Ok(top) => {
             if stress() && growth.kind == Entry::Recall {
@@ -319,6 +329,15 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
     // by newstack is still running here, even if the task was suspended
     // in between.
     let growth = unsafe { &mut *rec.cast::<Growth>() };
+    if growth.chain.is_null() {
+        // A foreign context's call (newstack): nothing of the chain was
+        // saved; the guard is the one of whatever chain runs now.
+        // SAFETY: this thread's live state; its running chain is valid
+        // while it runs (run_chain's contract), and nothing else uses it
+        // during this call.
+        unsafe { (*(*growth.thread).running()).set_guard() };
+        return;
+    }
     // SAFETY: as above.
     unsafe { (*growth.chain).restore(growth.saved) };
 }

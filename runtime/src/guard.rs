@@ -52,6 +52,12 @@ pub fn has_room_for(frame: usize) -> bool {
         .is_some_and(|low| low > GUARD.with(|g| g.load(Relaxed)))
 }
 
+/// This thread's guard.
+#[inline]
+pub(crate) fn get() -> usize {
+    GUARD.with(|g| g.load(Relaxed))
+}
+
 /// Sets this thread's guard.
 #[inline]
 pub(crate) fn set(value: usize) {

@@ -50,6 +50,17 @@ pub(crate) fn current() -> Option<*mut ThreadStack> {
         .ok()
 }
 
+/// Whether the caller runs in a context growstack does not know: on a
+/// stack that is not the running chain's current one (another library's
+/// coroutine). False on a thread whose stack state is gone.
+pub(crate) fn in_foreign_context() -> bool {
+    current().is_some_and(|t| {
+        // SAFETY: this thread's live state, and its running chain (valid
+        // while it runs); read only.
+        !unsafe { (*(*t).running()).runs_on(crate::arch::stack_pointer()) }
+    })
+}
+
 impl ThreadStack {
     fn new() -> std::io::Result<ThreadStack> {
         let (lo, hi) = native_bounds();

@@ -234,7 +234,17 @@ fn reserve(len: usize, class: u32) -> io::Result<usize> {
     if p == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    regions::publish(p as usize, len, class);
+    if !regions::publish(p as usize, len, class) {
+        // SAFETY: the mapping made above, not handed out to anyone.
+        unsafe { libc::munmap(p, len) };
+        return Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!(
+                "more than {MAX_REGIONS} stack reservations (each of at least 1 GiB); \
+                 use smaller task stacks"
+            ),
+        ));
+    }
     Ok(p as usize)
 }
 
@@ -302,18 +312,18 @@ mod regions {
     }; MAX_REGIONS];
     static COUNT: AtomicUsize = AtomicUsize::new(0);
 
-    /// Records a reservation. Callers hold the pool lock, so there is one
-    /// writer at a time.
-    pub(super) fn publish(base: usize, len: usize, class: u32) {
+    /// Records a reservation; false if the table is full. Callers hold the
+    /// pool lock, so there is one writer at a time.
+    pub(super) fn publish(base: usize, len: usize, class: u32) -> bool {
         let i = COUNT.load(Ordering::Relaxed);
-        assert!(
-            i < MAX_REGIONS,
-            "growstack: more than {MAX_REGIONS} stack reservations"
-        );
+        if i >= MAX_REGIONS {
+            return false;
+        }
         TABLE[i].base.store(base, Ordering::Relaxed);
         TABLE[i].len.store(len, Ordering::Relaxed);
         TABLE[i].class.store(class as usize, Ordering::Relaxed);
         COUNT.store(i + 1, Ordering::Release);
+        true
     }
 
     /// The reservation holding `addr`: its base and size class.

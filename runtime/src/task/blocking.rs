@@ -32,13 +32,21 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 63);
 struct Pool {
     queue: VecDeque<TaskRef>,
     threads: usize,
+    /// Threads waiting for work and not yet notified.
     idle: usize,
+    /// Notifications sent and not yet taken: a notified thread no longer
+    /// counts as idle, so that jobs spawned back to back each get a thread
+    /// of their own (counting it idle until it woke, N idle threads took
+    /// N+1 jobs without starting one, and N+1 jobs waiting for each other
+    /// hung).
+    notified: usize,
 }
 
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     queue: VecDeque::new(),
     threads: 0,
     idle: 0,
+    notified: 0,
 });
 static WORK: Condvar = Condvar::new();
 
@@ -84,6 +92,8 @@ where
     let mut pool = lock();
     pool.queue.push_back(job);
     if pool.idle > 0 {
+        pool.idle -= 1;
+        pool.notified += 1;
         WORK.notify_one();
     } else if pool.threads < MAX_THREADS {
         let started = std::thread::Builder::new()
@@ -122,14 +132,22 @@ fn pool_thread() {
             continue;
         }
         pool.idle += 1;
-        let (next, timeout) = WORK
-            .wait_timeout(pool, KEEP_IDLE)
-            .unwrap_or_else(|e| e.into_inner());
-        pool = next;
-        pool.idle -= 1;
-        if timeout.timed_out() && pool.queue.is_empty() {
-            pool.threads -= 1;
-            return;
+        loop {
+            let (next, timeout) = WORK
+                .wait_timeout(pool, KEEP_IDLE)
+                .unwrap_or_else(|e| e.into_inner());
+            pool = next;
+            if pool.notified > 0 {
+                // Counted out of `idle` by whoever notified.
+                pool.notified -= 1;
+                break;
+            }
+            if timeout.timed_out() {
+                pool.idle -= 1;
+                pool.threads -= 1;
+                return;
+            }
+            // A spurious wake-up: still idle.
         }
     }
 }

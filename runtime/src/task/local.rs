@@ -9,13 +9,15 @@
 //! of the `scope` call, on the task's own stack, and the task's context
 //! keeps a list of the scopes it has entered, innermost last.
 
+use core::any::TypeId;
 use core::marker::PhantomData;
 use std::cell::RefCell;
 
 use super::worker;
 
-/// One entered scope: the key's address and the value's.
-pub(crate) type Scope = (usize, *const ());
+/// One entered scope: the key (its address and its value's type: keys made
+/// outside the macro could share an address) and the value's address.
+pub(crate) type Scope = (usize, TypeId, *const ());
 
 thread_local! {
     /// The scopes of code that runs outside any task on this thread.
@@ -23,14 +25,23 @@ thread_local! {
 }
 
 /// Runs `f` on the scope list of the calling context: the running task's,
-/// or else the thread's. `f` must not run user code.
-fn with_scopes<R>(f: impl FnOnce(&mut Vec<Scope>) -> R) -> R {
+/// or else the thread's. `f` must not run user code. `Err` in a context
+/// that has no list of its own: another library's coroutine (the scopes
+/// of one context must open and close in order, and a coroutine's
+/// interleave with those of the context that resumes it), or a thread
+/// whose list is already destroyed (it is exiting).
+fn with_scopes<R>(f: impl FnOnce(&mut Vec<Scope>) -> R) -> Result<R, AccessError> {
+    if crate::thread::in_foreign_context() {
+        return Err(AccessError);
+    }
     match worker::task_scopes() {
         // SAFETY: the running task's list, touched only by the task itself
         // (the caller, on this thread); `f` runs no user code that could
         // reach it again while this borrow lives.
-        Some(scopes) => f(unsafe { &mut *scopes }),
-        None => THREAD_SCOPES.with(|s| f(&mut s.borrow_mut())),
+        Some(scopes) => Ok(f(unsafe { &mut *scopes })),
+        None => THREAD_SCOPES
+            .try_with(|s| f(&mut s.borrow_mut()))
+            .map_err(|_| AccessError),
     }
 }
 
@@ -72,7 +83,8 @@ pub struct LocalKey<T: 'static> {
 }
 
 /// The error of [`LocalKey::try_with`]: no scope of the key is entered in
-/// the calling task or thread.
+/// the calling task or thread (or it runs in another library's coroutine,
+/// where task-locals are not available, or its thread is exiting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessError;
 
@@ -93,13 +105,19 @@ impl<T: 'static> LocalKey<T> {
         }
     }
 
-    fn id(&'static self) -> usize {
-        core::ptr::from_ref(self).addr()
+    fn id(&'static self) -> (usize, TypeId) {
+        (core::ptr::from_ref(self).addr(), TypeId::of::<T>())
     }
 
     /// Sets the key to `value` while `f` runs, in the calling task (or
     /// thread), and drops the value when `f` returns or unwinds. Scopes
     /// nest: an inner one hides an outer one of the same key.
+    ///
+    /// # Panics
+    ///
+    /// In another library's coroutine (a stack growstack does not know),
+    /// and on a thread that is exiting: they have no scopes of their own.
+    #[track_caller]
     pub fn scope<F, R>(&'static self, value: T, f: F) -> R
     where
         F: FnOnce() -> R,
@@ -107,12 +125,19 @@ impl<T: 'static> LocalKey<T> {
         struct Leave;
         impl Drop for Leave {
             fn drop(&mut self) {
-                with_scopes(|s| s.pop());
+                // The same context that pushed (a context's scopes close in
+                // order), so the last entry is ours.
+                let _ = with_scopes(|s| s.pop());
             }
         }
-        let id = self.id();
+        let (key, ty) = self.id();
         let value_ptr = core::ptr::from_ref(&value).cast::<()>();
-        with_scopes(|s| s.push((id, value_ptr)));
+        if with_scopes(|s| s.push((key, ty, value_ptr))).is_err() {
+            panic!(
+                "growstack: task-local scopes are not available here (another library's \
+                 coroutine, or a thread that is exiting)"
+            );
+        }
         let leave = Leave;
         let r = f();
         drop(leave);
@@ -143,14 +168,21 @@ impl<T: 'static> LocalKey<T> {
     where
         F: FnOnce(&T) -> R,
     {
-        let id = self.id();
-        let found = with_scopes(|s| s.iter().rev().find(|(k, _)| *k == id).map(|&(_, v)| v));
+        let (key, ty) = self.id();
+        let found = with_scopes(|s| {
+            s.iter()
+                .rev()
+                .find(|&&(k, t, _)| k == key && t == ty)
+                .map(|&(_, _, v)| v)
+        })?;
         let value = found.ok_or(AccessError)?;
-        // SAFETY: the pointer was pushed by `scope` for this key, so it
-        // points to a `T` in the frame of a `scope` call of this context
-        // that has not returned: scopes are popped when they end, and the
-        // list is the calling context's own (a task's value never leaves
-        // its stack, which stays where it is while the task lives).
+        // SAFETY: the pointer was pushed by `scope` for a key of this
+        // address and value type, so it points to a `T` in the frame of a
+        // `scope` call of this context that has not returned: scopes are
+        // popped when they end, in order, and the list is the calling
+        // context's own (foreign coroutines, whose scopes would interleave
+        // with their host's, have none), and a task's value never leaves
+        // its stack, which stays where it is while the task lives.
         Ok(f(unsafe { &*value.cast::<T>() }))
     }
 

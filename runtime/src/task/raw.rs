@@ -326,8 +326,10 @@ where
     fn finish(&self, outcome: std::thread::Result<T>) {
         self.header.mark_finished();
         if self.header.is_detached() {
-            // Nobody will join: drop it here, in the task.
-            drop(outcome);
+            // Nobody will join: drop it here, in the task. Its destructor
+            // is user code run where no panic may unwind (the end of a
+            // task, a blocking-pool thread).
+            drop_quietly(outcome);
             return;
         }
         // SAFETY: the worker running the task is the only one touching the
@@ -337,7 +339,7 @@ where
             // Detached meanwhile (the handle saw us pending): still ours.
             // SAFETY: the handle will not touch the stage (it saw the task
             // pending), so it is still ours alone.
-            drop(unsafe { self.take_done() });
+            drop_quietly(unsafe { self.take_done() });
         }
     }
 
