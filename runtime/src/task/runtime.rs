@@ -3,13 +3,20 @@
 //!
 //! Sleeping without lost wake-ups: see `idle`.
 //!
-//! Preemption: a monitor thread looks at every worker once per time slice.
-//! A worker that has been running the same task since the previous look
-//! (its resume count has not moved) gets its guard poisoned with
-//! `usize::MAX` and a preemption flag; the task's next annotated call fails
-//! its check, sees the flag on the slow path and yields (Go's
-//! `stackPreempt`). The worker publishes the address of its guard under
-//! its lock and withdraws it before its thread exits.
+//! The monitor thread (when preemption or the stall warning is on) looks at
+//! every worker periodically. Preemption (opt-in, `Builder::preempt`): a
+//! worker that has been running the same task for a time slice (its resume
+//! count has not moved) gets its guard poisoned with `usize::MAX` and a
+//! preemption flag; the task's next annotated call fails its check, sees
+//! the flag on the slow path and yields (Go's `stackPreempt`). The worker
+//! publishes the address of its guard under its lock and withdraws it
+//! before its thread exits. Stall warning: a task that has held its worker
+//! for `Builder::stall_warning` while other tasks wait for that worker is
+//! named on stderr, once.
+//!
+//! Stopping: each worker leaves its loop once the runtime shuts down; the
+//! last one stops the runtime (`Shared::left_loop`): no task runs again,
+//! joins that would never finish are cancelled.
 
 use core::panic::Location;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};

@@ -21,8 +21,14 @@
 //! `!Send` values it keeps across a park stay on their thread.
 //!
 //! The worker also keeps its tasks' memory in check (`maintain`) and is
-//! where preemption lands: a monitor thread poisons the guard of a worker
-//! whose task has run too long, and the task's next annotated call yields.
+//! where preemption lands, when the runtime has it: a monitor thread
+//! poisons the guard of a worker whose task has run too long, and the
+//! task's next annotated call yields.
+//!
+//! At shutdown a worker leaves its loop, drains its queues (tasks that
+//! never started are cancelled, started ones leaked), and keeps its thread
+//! parked for good if tasks that started here have not finished: they may
+//! borrow the thread's thread-locals.
 
 mod maintain;
 mod ready;
@@ -221,7 +227,7 @@ pub(crate) fn schedule(task: TaskRef) {
         Some(w) if core::ptr::eq(w.remote, pinned) => w.push_ready(task),
         // SAFETY: a task that parked has run, so it is pinned; its worker's
         // `Remote` lives in its runtime's `Shared`, which the task keeps
-        // alive (`Header::_shard`) while we hold it.
+        // alive (`Header::shard`) while we hold it.
         _ => unsafe { &*pinned }.push_remote(task),
     }
 }
