@@ -537,10 +537,16 @@ impl Worker {
 
     /// If another worker is idle, moves the older half of our new tasks
     /// where it can steal them, and wakes it.
+    #[inline]
     fn share_if_idle(&self) {
-        if self.shared.workers.len() < 2 || !self.shared.someone_idle() {
-            return;
+        if self.shared.workers.len() >= 2 && self.shared.someone_idle() {
+            self.share_new();
         }
+    }
+
+    /// The slow part of [`share_if_idle`](Self::share_if_idle).
+    #[cold]
+    fn share_new(&self) {
         let mut new = self.new.borrow_mut();
         if new.is_empty() {
             return;
@@ -653,7 +659,10 @@ impl Worker {
     #[inline]
     fn enter(&self, task: TaskRef, chain: *mut Chain) {
         signal::set_task(&task.header().info);
-        let others_waiting = !self.ready.is_empty() || !self.new.borrow().is_empty();
+        // SAFETY: nothing borrows `new` across a switch (only the worker
+        // touches it, briefly); a read of its length.
+        let new_waiting = !unsafe { &*self.new.as_ptr() }.is_empty();
+        let others_waiting = !self.ready.is_empty() || new_waiting;
         self.remote()
             .will_resume(&task.header().info, others_waiting);
         self.ran_since_pass.set(true);
