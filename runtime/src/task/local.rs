@@ -10,38 +10,45 @@
 //! keeps a list of the scopes it has entered, innermost last.
 
 use core::any::TypeId;
+use core::cell::Cell;
 use core::marker::PhantomData;
-use std::cell::RefCell;
 
 use super::worker;
 
-/// One entered scope: the key (its address and its value's type: keys made
-/// outside the macro could share an address) and the value's address.
-pub(crate) type Scope = (usize, TypeId, *const ());
-
-thread_local! {
-    /// The scopes of code that runs outside any task on this thread.
-    static THREAD_SCOPES: RefCell<Vec<Scope>> = const { RefCell::new(Vec::new()) };
+/// One entered scope, in the frame of its `scope` call: the key (its
+/// address and its value's type: keys made outside the macro could share
+/// an address), the value's address, and the scope entered before it in
+/// the same context. A context's scopes form a list through these frames,
+/// innermost first; the context keeps only its head, a pointer (a task's
+/// cell grows by one word, and nothing to drop).
+pub(crate) struct Scope {
+    key: usize,
+    ty: TypeId,
+    value: *const (),
+    outer: *const Scope,
 }
 
-/// Runs `f` on the scope list of the calling context: the running task's,
-/// or else the thread's. `f` must not run user code. `Err` in a context
-/// that has no list of its own: another library's coroutine (the scopes
-/// of one context must open and close in order, and a coroutine's
-/// interleave with those of the context that resumes it), or a thread
-/// whose list is already destroyed (it is exiting).
-fn with_scopes<R>(f: impl FnOnce(&mut Vec<Scope>) -> R) -> Result<R, AccessError> {
+thread_local! {
+    /// The innermost scope of code that runs outside any task on this
+    /// thread.
+    static THREAD_SCOPES: Cell<*const Scope> = const { Cell::new(core::ptr::null()) };
+}
+
+/// Runs `f` on the head of the scope list of the calling context: the
+/// running task's, or else the thread's. `f` must not run user code. `Err`
+/// in a context that has no list of its own: another library's coroutine
+/// (the scopes of one context must open and close in order, and a
+/// coroutine's interleave with those of the context that resumes it), or
+/// a thread whose list is already destroyed (it is exiting).
+fn with_head<R>(f: impl FnOnce(&Cell<*const Scope>) -> R) -> Result<R, AccessError> {
     if crate::thread::in_foreign_context() {
         return Err(AccessError);
     }
     match worker::task_scopes() {
-        // SAFETY: the running task's list, touched only by the task itself
-        // (the caller, on this thread); `f` runs no user code that could
-        // reach it again while this borrow lives.
-        Some(scopes) => Ok(f(unsafe { &mut *scopes })),
-        None => THREAD_SCOPES
-            .try_with(|s| f(&mut s.borrow_mut()))
-            .map_err(|_| AccessError),
+        // SAFETY: the running task's head, touched only by the task itself
+        // (the caller, on this thread).
+        Some(head) => Ok(f(unsafe { &*head })),
+        None => THREAD_SCOPES.try_with(|h| f(h)).map_err(|_| AccessError),
     }
 }
 
@@ -122,23 +129,32 @@ impl<T: 'static> LocalKey<T> {
     where
         F: FnOnce() -> R,
     {
-        struct Leave;
-        impl Drop for Leave {
+        struct Leave<'a>(&'a Scope);
+        impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                // The same context that pushed (a context's scopes close in
-                // order), so the last entry is ours.
-                let _ = with_scopes(|s| s.pop());
+                // The same context that linked it: its scopes close in
+                // order, so this one is the head.
+                let _ = with_head(|h| h.set(self.0.outer));
             }
         }
         let (key, ty) = self.id();
-        let value_ptr = core::ptr::from_ref(&value).cast::<()>();
-        if with_scopes(|s| s.push((key, ty, value_ptr))).is_err() {
+        let mut entry = Scope {
+            key,
+            ty,
+            value: core::ptr::from_ref(&value).cast::<()>(),
+            outer: core::ptr::null(),
+        };
+        let linked = with_head(|h| {
+            entry.outer = h.get();
+            h.set(&raw const entry);
+        });
+        if linked.is_err() {
             panic!(
                 "growstack: task-local scopes are not available here (another library's \
                  coroutine, or a thread that is exiting)"
             );
         }
-        let leave = Leave;
+        let leave = Leave(&entry);
         let r = f();
         drop(leave);
         drop(value);
@@ -169,11 +185,18 @@ impl<T: 'static> LocalKey<T> {
         F: FnOnce(&T) -> R,
     {
         let (key, ty) = self.id();
-        let found = with_scopes(|s| {
-            s.iter()
-                .rev()
-                .find(|&&(k, t, _)| k == key && t == ty)
-                .map(|&(_, _, v)| v)
+        let found = with_head(|h| {
+            let mut p = h.get();
+            // SAFETY: every entry of the list lives in the frame of a
+            // `scope` call of this context that has not returned (scopes
+            // unlink themselves when they end, in order).
+            while let Some(e) = unsafe { p.as_ref() } {
+                if e.key == key && e.ty == ty {
+                    return Some(e.value);
+                }
+                p = e.outer;
+            }
+            None
         })?;
         let value = found.ok_or(AccessError)?;
         // SAFETY: the pointer was pushed by `scope` for a key of this

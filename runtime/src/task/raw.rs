@@ -58,9 +58,9 @@ pub(crate) struct Context {
     pub(crate) listed: bool,
     /// The next task in its worker's ready queue, while it is in it.
     pub(crate) next_ready: Option<NonNull<Header>>,
-    /// The task-local scopes the task has entered, innermost last: touched
-    /// only by the task itself, while it runs (`local`).
-    pub(crate) scopes: Vec<super::local::Scope>,
+    /// The innermost task-local scope the task has entered (`local`):
+    /// touched only by the task itself, while it runs.
+    pub(crate) scopes: core::cell::Cell<*const super::local::Scope>,
 }
 
 impl Drop for Context {
@@ -127,7 +127,7 @@ impl Header {
                 finished: false,
                 listed: false,
                 next_ready: None,
-                scopes: Vec::new(),
+                scopes: core::cell::Cell::new(core::ptr::null()),
             }),
         }
     }

@@ -209,14 +209,14 @@ pub(crate) fn with_current_info<R>(f: impl FnOnce(Option<&TaskInfo>) -> R) -> R 
     f(unsafe { w.running.header() }.map(|h| &h.info))
 }
 
-/// The task-local scopes of the task running on this thread (`local`),
-/// `None` on a thread that runs no task. The list is touched only by the
-/// task itself, while it runs; the worker never touches it.
-pub(crate) fn task_scopes() -> Option<*mut Vec<super::local::Scope>> {
+/// The head of the task-local scopes of the task running on this thread
+/// (`local`), `None` on a thread that runs no task. It is touched only by
+/// the task itself, while it runs; the worker never touches it.
+pub(crate) fn task_scopes() -> Option<*const Cell<*const super::local::Scope>> {
     let task = current_task()?;
     // SAFETY: the running task's cell is alive while it runs; only the
     // field's address is taken.
-    Some(unsafe { &raw mut (*task.as_ref().ctx.get()).scopes })
+    Some(unsafe { &raw const (*task.as_ref().ctx.get()).scopes })
 }
 
 /// Queues a task that was just made runnable (`PARKED` to `RUNNING`) on the
