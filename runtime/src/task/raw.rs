@@ -470,8 +470,10 @@ impl TaskRef {
     /// # Safety
     ///
     /// As for `run`, instead of it; or the task started, has not finished,
-    /// and will never run again, and the caller alone touches its context
-    /// and stage (its runtime's workers have all stopped).
+    /// and will never run again (its runtime's workers have all left their
+    /// loops), and the caller alone touches its stage and its context's
+    /// `finished` flag (a worker still draining may unlink it from its ready
+    /// queue meanwhile: another field of the context).
     pub(crate) unsafe fn fail(&self, payload: Box<dyn Any + Send>) {
         // SAFETY: by the contract.
         unsafe { (self.header().vtable.fail)(self.ptr, payload) }
