@@ -56,7 +56,7 @@ fn million_long_list_drops() {
 }
 
 mod large_frame_slow_path {
-    // HOLE (medium-high, crash in optimised builds; no preemption needed):
+    // Regression test (medium-high, crash in optimised builds; no preemption needed, found by review):
     // for `#[growable] impl Drop` the macro's slow path is
     // `morestack_body(&DESC, move || #block)` -- the *raw* body, not
     // `out_of_line(...)` as on the fast path. `morestack_body` is generic and
@@ -72,15 +72,8 @@ mod large_frame_slow_path {
     // Interleaving: none; release build, ~7 KiB above the limit, drop a value
     // whose #[growable] Drop has a 100 KB array: has_room_for(200_000) fails
     // -> morestack_body -> prologue probes 100 KB down -> guard region.
-    // Expected bad outcome (cargo test --release): the child dies with
+    // Before the fix (cargo test --release): the child dies with
     // growstack's stack-overflow report (SIGABRT) instead of exiting 0.
-    // Suggested fix: in the macro, make the Drop slow path
-    // `morestack_body(&DESC, move || out_of_line(move || #block))` when the
-    // body is out of line; and in run_with_room call the closure as
-    // `out_of_line(f)` on the preempt branch (with has_room_for(desc.frame),
-    // see preempt_drop_large_frame.rs), so no closure body is ever inlined
-    // into a frame that runs on the caller's stack. Add a release test (like
-    // frame_size.rs) for it.
     #![cfg(not(debug_assertions))]
 
     use std::hint::black_box;
@@ -98,17 +91,7 @@ mod large_frame_slow_path {
         }
     }
 
-    #[inline(never)]
-    fn near_the_limit(f: &mut dyn FnMut()) {
-        let pad = [0u8; 512];
-        black_box(&pad);
-        if growstack::remaining_stack() < 8192 {
-            f();
-        } else {
-            near_the_limit(f);
-        }
-        black_box(&pad);
-    }
+    use super::common::near_the_limit;
 
     #[test]
     fn a_drop_with_a_large_frame_gets_its_room_in_release_builds() {
@@ -118,18 +101,13 @@ mod large_frame_slow_path {
             std::process::exit(0);
         });
         if let Some(out) = out {
-            assert!(
-                out.status.success(),
-                "child: {:?}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            common::assert_exited_ok(&out);
         }
     }
 }
 
 mod preempted_large_frame {
-    // HOLE (medium, crash; preemption on): `run_with_room` lets a preempted
+    // Regression test (medium, crash; preemption on, found by review): `run_with_room` lets a preempted
     // call through with `preempt_point() && guard::has_room()`, i.e. with room
     // for an ordinary frame only. For `Entry::Recall` that is harmless (the
     // re-call checks `has_room_for(frame)` again), but for `Entry::Body` --
@@ -143,11 +121,8 @@ mod preempted_large_frame {
     // Big::drop's has_room_for(200_000): it fails, preempt_point() yields and
     // returns true, has_room() is true (a few KiB left), so the body runs
     // here, ~100 KB below the stack pointer: into the slot's guard region.
-    // Expected bad outcome: the child aborts with growstack's stack-overflow
+    // Before the fix: the child aborts with growstack's stack-overflow
     // report (SIGABRT/SIGSEGV) instead of exiting 0.
-    // Suggested fix: after preempt_point(), test `guard::has_room_for(desc.frame)`
-    // (or let Body entries always go on to run_elsewhere, whose `grow`
-    // compares `sp - desc.frame` with the limit).
 
     use std::hint::black_box;
     use std::time::{Duration, Instant};
@@ -165,17 +140,7 @@ mod preempted_large_frame {
         }
     }
 
-    #[inline(never)]
-    fn near_the_limit(f: &mut dyn FnMut()) {
-        let pad = [0u8; 512];
-        black_box(&pad);
-        if growstack::remaining_stack() < 8192 {
-            f();
-        } else {
-            near_the_limit(f);
-        }
-        black_box(&pad);
-    }
+    use super::common::near_the_limit;
 
     #[test]
     fn a_preempted_drop_with_a_large_frame_still_gets_room() {
@@ -206,12 +171,7 @@ mod preempted_large_frame {
             std::process::exit(0);
         });
         if let Some(out) = out {
-            assert!(
-                out.status.success(),
-                "child: {:?}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            common::assert_exited_ok(&out);
         }
     }
 }

@@ -83,7 +83,7 @@ fn plain_depth(n: u32) -> u32 {
 }
 
 mod resumed_at_another_depth {
-    // HOLE (high, memory safety): the foreign-context path of `newstack`
+    // Regression test (high, memory safety, found by review): the foreign-context path of `newstack`
     // still brackets the re-call with `chain.save()` / `lessstack`'s
     // `chain.restore(saved)`. A foreign coroutine that suspends inside such a
     // bracket and is resumed when the thread's chain is at another depth
@@ -104,15 +104,10 @@ mod resumed_at_another_depth {
     //      segments.len() > depth == 0 and gives back every segment -- the one
     //      it is running on included: MADV_DONTNEED zeroes the live frames
     //      (return addresses) and the slot goes back to the arena.
-    // Expected bad outcome: the child dies of SIGSEGV (return to address 0)
+    // Before the fix: the child dies of SIGSEGV (return to address 0)
     // or the frame checks in `deep` fail; a task variant (the worker's
     // periodic maintenance pass instead of shrink_now) frees a parked task's
     // live segment without any explicit call.
-    // Suggested fix: in newstack's `!chain.runs_on(sp)` branch do not record
-    // the chain (growth.chain = null, no save); in lessstack, when the chain
-    // is null, only re-set the guard of the chain running *now*
-    // (`(*(*growth.thread).running()).set_guard()`). A foreign context never
-    // changes the chain, so it has nothing to restore.
 
     use std::hint::black_box;
 
@@ -186,18 +181,13 @@ mod resumed_at_another_depth {
             },
         );
         if let Some(out) = out {
-            assert!(
-                out.status.success(),
-                "child: {:?}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            common::assert_exited_ok(&out);
         }
     }
 }
 
 mod bypass_of_a_foreign_call {
-    // HOLE (low, crash): the one-shot bypass can leak. On a thread whose very
+    // Regression test (low, crash, found by review): the one-shot bypass can leak. On a thread whose very
     // first check runs inside a foreign coroutine, the check fails (guard
     // still usize::MAX), run_elsewhere initialises the thread (guard := native
     // limit), newstack takes the foreign path and sets the bypass for the
@@ -211,13 +201,8 @@ mod bypass_of_a_foreign_call {
     // coroutine; later, ~7 KiB above the native limit, a #[growable] fn with a
     // 100 KB local is called: has_room_for fails, take_bypass() is true, the
     // body runs in place.
-    // Expected bad outcome: the child dies with "has overflowed its stack"
+    // Before the fix: the child dies with "has overflowed its stack"
     // (SIGABRT/SIGSEGV) instead of exiting 0.
-    // Suggested fix: set the bypass only when the re-call's check will fail
-    // for sure -- i.e. in the foreign branch only if
-    // `sp.saturating_sub(desc.frame) <= guard now` -- or clear the bypass in
-    // lessstack (the bracket's re-call has run its check by then), so it
-    // can never outlive its bracket.
 
     use std::hint::black_box;
 
@@ -239,17 +224,7 @@ mod bypass_of_a_foreign_call {
         buf[99_999]
     }
 
-    #[inline(never)]
-    fn near_the_limit(f: &mut dyn FnMut()) {
-        let pad = [0u8; 512];
-        black_box(&pad);
-        if growstack::remaining_stack() < 8192 {
-            f();
-        } else {
-            near_the_limit(f);
-        }
-        black_box(&pad);
-    }
+    use super::common::near_the_limit;
 
     #[test]
     fn a_bypass_set_in_a_foreign_context_does_not_outlive_it() {
@@ -285,12 +260,7 @@ mod bypass_of_a_foreign_call {
             std::process::exit(0);
         });
         if let Some(out) = out {
-            assert!(
-                out.status.success(),
-                "child: {:?}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            common::assert_exited_ok(&out);
         }
     }
 }

@@ -76,7 +76,7 @@ fn a_plain_thread_has_scopes_of_its_own_and_tasks_do_not_see_them() {
 }
 
 mod tls_teardown {
-    // HOLE (low): `try_with` is documented to return Err when no scope is
+    // Regression test (low, found by review): `try_with` is documented to return Err when no scope is
     // entered, but on a thread whose THREAD_SCOPES has already been destroyed
     // (TLS destructors run last-registered-first) `with_scopes` calls
     // `THREAD_SCOPES.with`, which panics; a panic in a TLS destructor aborts.
@@ -86,11 +86,7 @@ mod tls_teardown {
     // THREAD_SCOPES' destructor after X's). At thread exit THREAD_SCOPES is
     // destroyed first, then X's Drop calls K.try_with -> panic "cannot access
     // a Thread Local Storage value during or after destruction" -> abort.
-    // Expected bad outcome: the child aborts (SIGABRT) instead of exiting 0.
-    // Suggested fix: in with_scopes use THREAD_SCOPES.try_with; try_with then
-    // returns Err(AccessError), and scope runs `f` with no entry (or panics
-    // with a clear message outside of destructors). Alternatively give
-    // THREAD_SCOPES no destructor (a const Cell<*mut Vec> leaked per thread).
+    // Before the fix: the child aborts (SIGABRT) instead of exiting 0.
 
     #[allow(unused_imports)]
     use super::common;
@@ -124,18 +120,13 @@ mod tls_teardown {
             std::process::exit(0);
         });
         if let Some(out) = out {
-            assert!(
-                out.status.success(),
-                "child: {:?}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            common::assert_exited_ok(&out);
         }
     }
 }
 
 mod key_identity {
-    // HOLE (low; reachable only through the `#[doc(hidden)] pub const fn
+    // Regression test (low, found by review; reachable only through the `#[doc(hidden)] pub const fn
     // LocalKey::__new`, which safe code can call): a key's identity is its
     // address, and the value is read back as the caller's `T` with no type
     // check. `LocalKey` has no interior mutability, so `&CONST_KEY` is
@@ -146,11 +137,8 @@ mod key_identity {
     // Interleaving: A: LocalKey<String>, B: LocalKey<[usize; 3]> as `const`s;
     // B.scope([1, 0x10, 16], || A.with(|s| s.len())) reads the array as a
     // String.
-    // Expected bad outcome: the assertion below fails (same address) and the
+    // Before the fix: the assertion below fails (same address) and the
     // `with` call reads garbage / segfaults.
-    // Suggested fix: store `TypeId::of::<T>()` with each entry and match on
-    // (key address, TypeId) -- or make `__new` `unsafe` and have the macro be
-    // the only (static) user; `_unique: u8` does not make *consts* unique.
 
     use growstack::task::LocalKey;
 

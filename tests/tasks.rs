@@ -553,7 +553,7 @@ fn build_refuses_settings_it_cannot_honour() {
 }
 
 mod blocking_pool_accounting {
-    // HOLE (medium-high, hang): the blocking pool counts a notified thread as
+    // Regression test (medium-high, hang, found by review): the blocking pool counts a notified thread as
     // idle until that thread runs again. `spawn_blocking` sees `idle > 0`,
     // calls `notify_one` and starts no thread; a second call made before the
     // woken thread has re-taken the lock and decremented `idle` does the same,
@@ -567,11 +567,7 @@ mod blocking_pool_accounting {
     // idle == N (woken threads are still waiting for the pool lock), notifies,
     // and starts no thread. N threads take N jobs, which wait at a barrier of
     // N+1 for the job still in the queue.
-    // Expected bad outcome: `within` reports a hang in round 1 (rarely later).
-    // Suggested fix: in spawn_blocking, `if pool.idle > 0 { pool.idle -= 1;
-    // WORK.notify_one() }`, and have the woken thread not decrement again
-    // (count notifications like tokio's `num_notify`, so a spurious or
-    // timed-out wake-up does not double count).
+    // Before the fix: `within` reports a hang in round 1 (rarely later).
 
     use std::sync::{Arc, Barrier};
     use std::time::Duration;
@@ -608,7 +604,7 @@ mod blocking_pool_accounting {
 }
 
 mod reservation_table_full {
-    // HOLE (medium, a whole runtime dies / abort; Builder validation):
+    // Regression test (medium, a whole runtime dies / abort; Builder validation, found by review):
     // `build()` accepts `stack_size` up to 1 GiB, but the arena can record
     // only MAX_REGIONS (4096) reservations, and a reservation is
     // max(size, 1 GiB): with 1 GiB slots every task stack is a reservation of
@@ -622,14 +618,8 @@ mod reservation_table_full {
     // `newstack` is extern "C".
     // Interleaving: workers(1).stack_size(1 << 30); spawn 4200 tasks that
     // each report they started and then park on a channel.
-    // Expected bad outcome: fewer than 4200 start; the joins return
+    // Before the fix: fewer than 4200 start; the joins return
     // Cancelled (and stderr says the scheduler panicked).
-    // Suggested fix: `publish` returns an error (munmap the reservation)
-    // instead of asserting, so `take_slot` fails the one task with "no memory
-    // for a task stack" and a growth is an ordinary Refusal::Memory; and/or
-    // make RESERVATION grow with the class so big slots share reservations,
-    // or bound stack_size so that the table covers a realistic task count
-    // (document the cap in Builder::stack_size).
 
     use std::time::Duration;
 

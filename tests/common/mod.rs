@@ -89,3 +89,28 @@ pub fn child(name: &str, body: impl FnOnce()) -> Option<std::process::Output> {
         .unwrap();
     Some(out)
 }
+
+/// Calls `f` with about 8 KiB of stack left above the current guard: a
+/// check for an ordinary frame still passes there, one for a large frame
+/// does not.
+#[inline(never)]
+pub fn near_the_limit(f: &mut dyn FnMut()) {
+    let pad = [0u8; 512];
+    black_box(&pad);
+    if growstack::remaining_stack() < 8192 {
+        f();
+    } else {
+        near_the_limit(f);
+    }
+    black_box(&pad);
+}
+
+/// Asserts that a child process (see [`child`]) exited with 0.
+pub fn assert_exited_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "child: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
