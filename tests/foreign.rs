@@ -83,31 +83,12 @@ fn plain_depth(n: u32) -> u32 {
 }
 
 mod resumed_at_another_depth {
-    // Regression test (high, memory safety, found by review): the foreign-context path of `newstack`
-    // still brackets the re-call with `chain.save()` / `lessstack`'s
-    // `chain.restore(saved)`. A foreign coroutine that suspends inside such a
-    // bracket and is resumed when the thread's chain is at another depth
-    // rewrites the chain with the depth/limit/in_use of the moment it was
-    // entered. Commit 97aacde stopped foreign contexts from *growing* onto the
-    // chain but not from *restoring* it.
-    //
-    // Interleaving (one plain thread, no runtime):
-    //   1. C = corosensei coroutine; C's stack lies below the thread's guard,
-    //      so every annotated call in C fails its check -> newstack -> foreign
-    //      path: saved = {depth 0, native limit}; C recurses `down(10)` and
-    //      suspends at the bottom, i.e. inside 11 open brackets.
-    //   2. The thread recurses 100k levels: grows onto segments (depth >= 1).
-    //   3. At the bottom, on a segment, it resumes C: C returns through its
-    //      brackets; each `lessstack` does native.restore({depth 0, ...}):
-    //      the chain now says depth 0 while the thread runs on a segment.
-    //   4. Still at the bottom, `growstack::shrink_now()`: chain.shrink sees
-    //      segments.len() > depth == 0 and gives back every segment -- the one
-    //      it is running on included: MADV_DONTNEED zeroes the live frames
-    //      (return addresses) and the slot goes back to the arena.
-    // Before the fix: the child dies of SIGSEGV (return to address 0)
-    // or the frame checks in `deep` fail; a task variant (the worker's
-    // periodic maintenance pass instead of shrink_now) frees a parked task's
-    // live segment without any explicit call.
+    // A coroutine whose checks fail (its stack lies below the thread's
+    // guard) suspends inside 11 calls; the thread recurses onto segments
+    // and resumes it there. Each of its calls, returning, restored the
+    // chain state saved when it began (depth 0) while the thread ran on a
+    // segment, and the shrink that followed released that live segment
+    // (SIGSEGV). Found by review; a foreign call now saves nothing.
 
     use std::hint::black_box;
 
@@ -115,7 +96,6 @@ mod resumed_at_another_depth {
     use corosensei::{Coroutine, CoroutineResult, Yielder};
     use growstack::growable;
 
-    #[allow(unused_imports)]
     use super::common;
 
     #[growable]
@@ -187,29 +167,18 @@ mod resumed_at_another_depth {
 }
 
 mod bypass_of_a_foreign_call {
-    // Regression test (low, crash, found by review): the one-shot bypass can leak. On a thread whose very
-    // first check runs inside a foreign coroutine, the check fails (guard
-    // still usize::MAX), run_elsewhere initialises the thread (guard := native
-    // limit), newstack takes the foreign path and sets the bypass for the
-    // Recall. If the coroutine's stack lies *above* the native limit, the
-    // re-call's own check now passes and never consumes the bypass. The next
-    // check that fails on this thread -- anywhere, much later -- runs its body
-    // in place instead of growing. For a `frame = N` / large-array function
-    // that is an overflow.
-    // Interleaving: DefaultStack made before the thread (so it sits above the
-    // thread's stack); in the thread, the first annotated call is inside the
-    // coroutine; later, ~7 KiB above the native limit, a #[growable] fn with a
-    // 100 KB local is called: has_room_for fails, take_bypass() is true, the
-    // body runs in place.
-    // Before the fix: the child dies with "has overflowed its stack"
-    // (SIGABRT/SIGSEGV) instead of exiting 0.
+    // The thread's first check runs inside a coroutine whose stack lies
+    // above the thread's: the foreign call set the one-shot bypass for its
+    // re-call, whose check then passed and left it set, and a much later
+    // check of a 100 KB frame near the limit took it and ran in place
+    // (stack overflow). Found by review; the bypass is now set only when
+    // the re-call's check would fail.
 
     use std::hint::black_box;
 
     use corosensei::stack::DefaultStack;
     use corosensei::{Coroutine, CoroutineResult};
 
-    #[allow(unused_imports)]
     use super::common;
 
     #[growstack::growable]

@@ -306,28 +306,15 @@ fn is_finished_agrees_with_join_after_the_runtime_is_dropped() {
 }
 
 mod panicking_outcome_drop {
-    // Regression test (medium, found by review): the outcome of a detached task/job is dropped by
-    // `TaskCell::finish` outside any catch_unwind (`drop(outcome)` when
-    // detached, and `drop(take_done())` when detached meanwhile). A panicking
-    // `Drop` of the task's value T (or of its panic payload) then unwinds out
-    // of `run`:
-    //   (a) on a pool thread (spawn_blocking): the pool thread dies, and
-    //       `Pool::threads` is never decremented. After MAX_THREADS (512) such
-    //       jobs no thread is ever started again: every later job waits in the
-    //       queue forever (join hangs), process-wide.
-    //   (b) on a worker: it unwinds into `task_main`, an `extern "C"` fn, and
-    //       the process aborts ("panic in a function that cannot unwind").
-    //       `fail` already uses drop_quietly for the closure; tokio catches
-    //       panics from dropping a task's output.
-    // Interleaving: spawn, drop the JoinHandle, then let the closure return a
-    // value whose Drop panics (detached case of `finish`).
-    // Before the fix: (a) `within` reports a hang; (b) the child dies of
-    // SIGABRT.
+    // A detached task's (or blocking job's) value whose Drop panics was
+    // dropped outside any catch_unwind: on a pool thread the thread died
+    // without being counted out (after 512 of them no job ever ran again);
+    // on a worker the panic unwound into task_main and aborted the process.
+    // Found by review; such outcomes are dropped quietly now.
 
     use std::sync::mpsc;
     use std::time::Duration;
 
-    #[allow(unused_imports)]
     use super::common;
 
     struct PanicOnDrop;

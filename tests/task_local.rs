@@ -76,19 +76,10 @@ fn a_plain_thread_has_scopes_of_its_own_and_tasks_do_not_see_them() {
 }
 
 mod tls_teardown {
-    // Regression test (low, found by review): `try_with` is documented to return Err when no scope is
-    // entered, but on a thread whose THREAD_SCOPES has already been destroyed
-    // (TLS destructors run last-registered-first) `with_scopes` calls
-    // `THREAD_SCOPES.with`, which panics; a panic in a TLS destructor aborts.
-    //
-    // Interleaving (one plain thread): touch user thread-local X (its
-    // destructor is registered first), then use K.scope (registers
-    // THREAD_SCOPES' destructor after X's). At thread exit THREAD_SCOPES is
-    // destroyed first, then X's Drop calls K.try_with -> panic "cannot access
-    // a Thread Local Storage value during or after destruction" -> abort.
-    // Before the fix: the child aborts (SIGABRT) instead of exiting 0.
+    // A thread-local destructor that ran after the thread's task-local
+    // list was destroyed, and called `try_with`, panicked (and a panic in a
+    // TLS destructor aborts) instead of getting `Err`. Found by review.
 
-    #[allow(unused_imports)]
     use super::common;
 
     growstack::task_local! {
@@ -126,19 +117,10 @@ mod tls_teardown {
 }
 
 mod key_identity {
-    // Regression test (low, found by review; reachable only through the `#[doc(hidden)] pub const fn
-    // LocalKey::__new`, which safe code can call): a key's identity is its
-    // address, and the value is read back as the caller's `T` with no type
-    // check. `LocalKey` has no interior mutability, so `&CONST_KEY` is
-    // promoted to a `&'static`, and identical promoted constants (one zero
-    // byte each) may share one address (rustc/LLVM merge identical constant
-    // allocations). Two keys of different types then find each other's
-    // entries: type confusion from safe code.
-    // Interleaving: A: LocalKey<String>, B: LocalKey<[usize; 3]> as `const`s;
-    // B.scope([1, 0x10, 16], || A.with(|s| s.len())) reads the array as a
-    // String.
-    // Before the fix: the assertion below fails (same address) and the
-    // `with` call reads garbage / segfaults.
+    // Keys built outside the macro as `const`s may be promoted to one
+    // address; a key was identified by its address alone, so `B.with` read
+    // A's value as B's type. Found by review; the value's type is part of a
+    // key's identity now. (`__new` is hidden, but safe to call.)
 
     use growstack::task::LocalKey;
 

@@ -553,26 +553,14 @@ fn build_refuses_settings_it_cannot_honour() {
 }
 
 mod blocking_pool_accounting {
-    // Regression test (medium-high, hang, found by review): the blocking pool counts a notified thread as
-    // idle until that thread runs again. `spawn_blocking` sees `idle > 0`,
-    // calls `notify_one` and starts no thread; a second call made before the
-    // woken thread has re-taken the lock and decremented `idle` does the same,
-    // although nobody is left to wake. Both jobs then queue behind the one
-    // thread: if the first waits for the second (a rendezvous, a pipe between
-    // two blocking calls, a std channel), neither ever finishes. tokio's pool
-    // decrements `num_idle` when it notifies for exactly this reason.
-    //
-    // Interleaving: pool has N idle threads (warmed by an earlier round that
-    // needed N). The caller spawns N+1 jobs back to back: every call sees
-    // idle == N (woken threads are still waiting for the pool lock), notifies,
-    // and starts no thread. N threads take N jobs, which wait at a barrier of
-    // N+1 for the job still in the queue.
-    // Before the fix: `within` reports a hang in round 1 (rarely later).
+    // The blocking pool counted a notified thread as idle until it woke:
+    // with N idle threads, N+1 jobs spawned back to back started no thread,
+    // and N+1 jobs waiting for each other at a barrier hung. Found by
+    // review; notifying now counts the thread out.
 
     use std::sync::{Arc, Barrier};
     use std::time::Duration;
 
-    #[allow(unused_imports)]
     use super::common;
 
     #[test]
@@ -604,26 +592,14 @@ mod blocking_pool_accounting {
 }
 
 mod reservation_table_full {
-    // Regression test (medium, a whole runtime dies / abort; Builder validation, found by review):
-    // `build()` accepts `stack_size` up to 1 GiB, but the arena can record
-    // only MAX_REGIONS (4096) reservations, and a reservation is
-    // max(size, 1 GiB): with 1 GiB slots every task stack is a reservation of
-    // its own, so about 4090 live tasks exhaust the table. `regions::publish`
-    // then fails an `assert!` -- inside `alloc_batch`, under the POOLS lock,
-    // after the mmap (leaked), on the worker's scheduler stack (`take_slot`
-    // in `prepare`): the scheduler unwinds, the runtime stops ("a bug in
-    // growstack"), every other task is Cancelled. On g0 (a segment growth
-    // through `Chain::grow` -> `arena::alloc`, e.g. many threads/tasks each
-    // holding a >= 1 GiB segment) the same assert aborts the process, since
-    // `newstack` is extern "C".
-    // Interleaving: workers(1).stack_size(1 << 30); spawn 4200 tasks that
-    // each report they started and then park on a channel.
-    // Before the fix: fewer than 4200 start; the joins return
-    // Cancelled (and stderr says the scheduler panicked).
+    // With 1 GiB task slots every stack is an arena reservation of its own,
+    // and the table of 4096 reservations filled at about 4090 tasks: an
+    // assert under the pool lock stopped the whole runtime (aborted on g0).
+    // Found by review; the arena now returns an error, and only the tasks
+    // that cannot get a stack fail.
 
     use std::time::Duration;
 
-    #[allow(unused_imports)]
     use super::common;
 
     #[test]
