@@ -455,3 +455,240 @@ fn labels_and_closures(n: u32) -> u32 {
 fn labels_and_closures_in_body() {
     assert_eq!(on_small_stack(|| labels_and_closures(DEPTH)), DEPTH);
 }
+
+// --- Shapes that failed to compile before (issue 14) ----------------------
+//
+// Each is checked as a new thread's first call (the slow path), a later
+// call and a growth: see `common::always`.
+
+mod common;
+
+use common::{always, three_ways};
+
+trait Descend {
+    #[growable]
+    fn walk(n: u32) -> u32 {
+        if n == 0 { 0 } else { 1 + Self::walk(n - 1) }
+    }
+}
+
+struct Walker;
+
+impl Descend for Walker {}
+
+#[test]
+fn a_trait_default_annotated_alone_calls_itself() {
+    // Fixed: E0425, the re-call was a free `walk`.
+    always(1000, || <Walker as Descend>::walk(1000));
+}
+
+#[growable]
+fn echo(echo: u32) -> u32 {
+    echo
+}
+
+#[test]
+fn a_parameter_may_have_the_function_s_name() {
+    // Fixed: E0618, the re-call called the parameter.
+    always(7, || echo(7));
+}
+
+#[growable]
+fn cfg_param(#[cfg(windows)] gone: u32, #[cfg(unix)] kept: u32, last: u32) -> u32 {
+    kept * 10 + last
+}
+
+struct Meter;
+
+#[growable]
+impl Meter {
+    fn cfg_method(&self, #[cfg(not(windows))] a: u32, #[cfg(windows)] b: String) -> u32 {
+        a
+    }
+}
+
+#[test]
+fn cfg_on_parameters() {
+    always(12, || cfg_param(1, 2));
+    always(3, || Meter.cfg_method(3));
+}
+
+mod paths {
+    pub struct Type(pub u32);
+
+    #[growstack::growable]
+    pub fn unwrap(t: self::Type) -> u32 {
+        t.0
+    }
+}
+
+#[test]
+fn a_self_path_in_a_free_fn_is_not_self() {
+    // Fixed: `self::Type` made the function a method (`Self::unwrap`).
+    always(5, || paths::unwrap(paths::Type(5)));
+}
+
+#[growable]
+fn ref_mut_param(ref mut x: u32, (ref a, ref mut b): (u32, u32)) -> u32 {
+    *x += 1;
+    *b += *a;
+    *x + *b
+}
+
+#[test]
+fn ref_and_ref_mut_patterns() {
+    always(2 + 5, || ref_mut_param(1, (2, 3)));
+}
+
+static ALONE_DROPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+struct AloneDrop;
+
+impl Drop for AloneDrop {
+    #[growable]
+    fn drop(&mut self) {
+        ALONE_DROPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+use std::ops::Drop as Destroy;
+
+struct AliasDrop(u32);
+
+#[growable]
+impl Destroy for AliasDrop {
+    fn drop(&mut self) {
+        ALONE_DROPS.fetch_add(self.0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn drop_annotated_alone_or_through_an_alias() {
+    three_ways(|| drop(AloneDrop));
+    three_ways(|| drop(AliasDrop(100)));
+    assert_eq!(ALONE_DROPS.load(std::sync::atomic::Ordering::SeqCst), 303);
+}
+
+trait Convert<T> {
+    fn convert(&self, n: u32) -> T;
+}
+
+struct Conv;
+
+impl Convert<u64> for Conv {
+    #[growable]
+    fn convert(&self, n: u32) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            1 + Convert::<u64>::convert(self, n - 1)
+        }
+    }
+}
+
+impl Convert<u8> for Conv {
+    fn convert(&self, n: u32) -> u8 {
+        n as u8
+    }
+}
+
+#[test]
+fn one_of_two_impls_of_a_generic_trait() {
+    // Fixed: E0283, `Self::convert` was ambiguous.
+    always(1000u64, || Convert::<u64>::convert(&Conv, 1000));
+}
+
+trait Base {
+    fn name(&self) -> &'static str {
+        "base"
+    }
+}
+
+trait Derived: Base {
+    #[growable]
+    fn name(&self) -> &'static str {
+        "derived"
+    }
+}
+
+impl Base for Conv {}
+impl Derived for Conv {}
+
+#[test]
+fn a_default_method_sharing_a_supertrait_method_s_name() {
+    // Fixed: E0034.
+    always("derived", || Derived::name(&Conv));
+    assert_eq!(Base::name(&Conv), "base");
+}
+
+#[growable(frame = 64)]
+fn boxed(n: u32) -> Box<dyn std::fmt::Debug> {
+    if n == 0 {
+        return Box::new(0u8);
+    }
+    Box::new("many")
+}
+
+#[test]
+fn returns_coerce_to_the_declared_type_out_of_line() {
+    // Fixed: the out-of-line closure took its type from the first return.
+    always("0".to_string(), || format!("{:?}", boxed(0)));
+    always("\"many\"".to_string(), || format!("{:?}", boxed(1)));
+}
+
+#[growable]
+trait Evens {
+    fn evens(&self, n: u32) -> impl Iterator<Item = u32> {
+        (0..n).filter(|x| x % 2 == 0)
+    }
+}
+
+impl Evens for Conv {}
+
+#[test]
+fn a_default_method_returning_impl_trait() {
+    // Fixed: E0792, the re-call's closure returned the opaque type.
+    always(vec![0, 2, 4], || Conv.evens(6).collect::<Vec<_>>());
+}
+
+#[allow(non_camel_case_types)]
+struct __GROWSTACK_FRAME;
+
+#[growable]
+#[allow(non_snake_case)]
+fn clashing_names(__growstack_arg0: u32, (__growstack_body, _): (u32, u32)) -> u32 {
+    #[allow(non_upper_case_globals, dead_code)]
+    static __GROWSTACK_FRAME: u32 = 7;
+    let _ = super_frame();
+    __growstack_arg0 + __growstack_body + __GROWSTACK_FRAME
+}
+
+fn super_frame() -> __GROWSTACK_FRAME {
+    __GROWSTACK_FRAME
+}
+
+#[test]
+fn user_names_never_clash_with_the_expansion_s() {
+    always(1 + 2 + 7, || clashing_names(1, (2, 3)));
+}
+
+struct Twice;
+
+#[growable]
+impl Drop for Twice {
+    fn drop(&mut self) {
+        // An impl in the body conflicted with its own copy (E0119).
+        struct Local;
+        impl Clone for Local {
+            fn clone(&self) -> Local {
+                Local
+            }
+        }
+        let _ = Local.clone();
+    }
+}
+
+#[test]
+fn an_impl_inside_a_growable_drop() {
+    three_ways(|| drop(Twice));
+}

@@ -1,5 +1,7 @@
 //! What `#[growable]` and `#[nosplit]` reject, with the span to blame.
 
+use std::collections::{HashMap, HashSet};
+
 use syn::visit::{self, Visit};
 use syn::{Attribute, Signature};
 
@@ -11,6 +13,64 @@ pub fn is_nosplit(attr: &Attribute) -> bool {
 /// Whether `attr` is `#[growable]` / `#[growstack::growable]` (any arguments).
 pub fn is_growable(attr: &Attribute) -> bool {
     is_ours(attr, "growable")
+}
+
+/// Whether `attr` is `#[track_caller]`.
+pub fn is_track_caller(attr: &Attribute) -> bool {
+    attr.path().is_ident("track_caller")
+}
+
+/// Whether `block` is already the output of `#[growable]` (its first
+/// statement reaches into `growstack::__private`, which user code never
+/// names): a second `#[growable]` under another name, or a `#[nosplit]`
+/// the enclosing block did not recognise, then sees it.
+pub fn is_instrumented(block: &syn::Block) -> bool {
+    let Some(first) = block.stmts.first() else {
+        return false;
+    };
+    let mut found = false;
+    walk_idents(quote::ToTokens::to_token_stream(first), &mut |i| {
+        found |= i == "__private"
+    });
+    found
+}
+
+/// Calls `f` on every identifier in `tokens`, inside groups too.
+pub fn walk_idents(tokens: proc_macro2::TokenStream, f: &mut dyn FnMut(&proc_macro2::Ident)) {
+    for t in tokens {
+        match t {
+            proc_macro2::TokenTree::Ident(i) => f(&i),
+            proc_macro2::TokenTree::Group(g) => walk_idents(g.stream(), f),
+            _ => {}
+        }
+    }
+}
+
+/// Adds the name of every identifier in `tokens` to `seen`.
+pub fn collect_idents(tokens: proc_macro2::TokenStream, seen: &mut HashSet<String>) {
+    walk_idents(tokens, &mut |i| {
+        seen.insert(i.to_string());
+    });
+}
+
+/// Whether `block` mentions `Self` outside its nested items (macro
+/// arguments included): only an associated function can.
+pub fn body_mentions_self(block: &syn::Block) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_ident(&mut self, i: &'ast proc_macro2::Ident) {
+            self.0 |= i == "Self";
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            visit::visit_macro(self, m);
+            walk_idents(m.tokens.clone(), &mut |i| self.0 |= i == "Self");
+        }
+        // `Self` in a nested impl or trait is that item's.
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut v = Finder(false);
+    v.visit_block(block);
+    v.0
 }
 
 fn is_ours(attr: &Attribute, name: &str) -> bool {
@@ -103,5 +163,108 @@ impl<'ast> Visit<'ast> for SelfCalls<'_> {
     }
 
     // Nested items are other functions.
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// Errors for each cycle of calls among the functions of one annotated
+/// block that have no check (`#[nosplit]` and `#[track_caller]` ones):
+/// such a cycle is recursion without a check, as a self-call is. Calls are
+/// found by name (`g(..)`, `Self::g(..)`, `self::g(..)`, `<T as Tr>::g(..)`,
+/// `self.g(..)`), so calls through other functions, closures, function
+/// pointers or trait objects are not seen.
+pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)]) -> Vec<syn::Error> {
+    let index: HashMap<String, usize> = leaves
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.to_string(), i))
+        .collect();
+    // Edges, with the call expression to point at.
+    let edges: Vec<Vec<(usize, proc_macro2::TokenStream)>> = leaves
+        .iter()
+        .map(|(name, block)| {
+            let mut v = Calls { calls: Vec::new() };
+            v.visit_block(block);
+            v.calls
+                .into_iter()
+                .filter_map(|(callee, at)| {
+                    let j = *index.get(&callee.to_string())?;
+                    (leaves[j].0 != *name).then_some((j, at))
+                })
+                .collect()
+        })
+        .collect();
+    // Depth-first search for a path back to the start, from each function
+    // in turn; each cycle is reported once, from its smallest index.
+    let mut errors = Vec::new();
+    for start in 0..leaves.len() {
+        let mut path = vec![(start, None::<proc_macro2::TokenStream>)];
+        let mut next = vec![0usize];
+        let mut on_path = vec![false; leaves.len()];
+        on_path[start] = true;
+        while let Some(&(node, _)) = path.last() {
+            let k = next.last_mut().expect("as deep as path");
+            if let Some((to, at)) = edges[node].get(*k) {
+                *k += 1;
+                if *to == start {
+                    let names: Vec<String> = path
+                        .iter()
+                        .map(|(i, _)| format!("`{}`", leaves[*i].0))
+                        .collect();
+                    errors.push(syn::Error::new_spanned(
+                        at,
+                        format!(
+                            "functions without a stack check call each other in a cycle \
+                             ({} -> `{}`): the recursion can overflow; remove #[nosplit] \
+                             (or #[track_caller], which also leaves a function unchecked) \
+                             from one of them",
+                            names.join(" -> "),
+                            leaves[start].0
+                        ),
+                    ));
+                } else if *to > start && !on_path[*to] {
+                    on_path[*to] = true;
+                    path.push((*to, Some(at.clone())));
+                    next.push(0);
+                }
+            } else {
+                on_path[node] = false;
+                path.pop();
+                next.pop();
+            }
+        }
+    }
+    errors
+}
+
+/// The calls by name in a body, outside nested items.
+struct Calls {
+    calls: Vec<(syn::Ident, proc_macro2::TokenStream)>,
+}
+
+impl<'ast> Visit<'ast> for Calls {
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        if let syn::Expr::Path(p) = &*call.func {
+            let segs = &p.path.segments;
+            let direct = segs.len() == 1 && p.qself.is_none();
+            let prefixed = segs.len() == 2 && (segs[0].ident == "Self" || segs[0].ident == "self");
+            let qualified = p.qself.is_some() && !segs.is_empty();
+            if (direct || prefixed || qualified)
+                && let Some(last) = segs.last()
+            {
+                self.calls
+                    .push((last.ident.clone(), quote::ToTokens::to_token_stream(call)));
+            }
+        }
+        visit::visit_expr_call(self, call);
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("self")) {
+            self.calls
+                .push((call.method.clone(), quote::ToTokens::to_token_stream(call)));
+        }
+        visit::visit_expr_method_call(self, call);
+    }
+
     fn visit_item(&mut self, _: &'ast syn::Item) {}
 }

@@ -1,28 +1,103 @@
-//! Code generation: the check and the re-call (DESIGN.md, "The macro").
+//! `#[growable]` and `#[nosplit]`: which functions get a check, and how
+//! each names itself (DESIGN.md, "The macro").
 //!
-//! An instrumented function keeps its body as written; in front of it goes
+//! # The contract
+//!
+//! An instrumented function is the plain function plus a check in front of
+//! its body. When the check finds no room, the call continues on a stack
+//! segment and returns through the runtime. Everything else is as written:
+//! the function runs the body it was given once per call, with its own
+//! parameters, patterns included. Parameters and locals drop in the plain
+//! order, on return and on unwind. `return`, `?`, labels, `impl Trait`,
+//! lifetimes and the user's lint attributes behave as in the plain
+//! function. An unused parameter is still reported when its name appears
+//! nowhere in the body. Items in the body exist once. Nothing in the
+//! expansion can resolve to a user's name, or the other way round.
+//!
+//! The only observable differences:
+//!
+//! - a growth costs time and shows in [`profile`], and a growth the
+//!   runtime refuses (the stack limit) panics at the function's own line;
+//! - frames between the caller and the body in a backtrace taken after a
+//!   growth (the runtime's trampolines);
+//! - `#[track_caller]` functions are never instrumented: the caller's
+//!   location cannot cross a switch of stacks on stable Rust. In a block
+//!   one is left as written (it runs in the red zone like any callee);
+//!   `#[growable]` on one alone is a compile error.
+//!
+//! # Two forms, one contract
+//!
+//! **Re-call**, where the function can name itself beyond doubt: the body
+//! stays in the function, and the slow path calls the function again on the
+//! new stack. The fast path is the check and the plain body, no closure and
+//! no copy:
 //!
 //! ```text
-//! if !::growstack::__private::has_room() && !::growstack::__private::take_bypass() {
-//!     static __GROWSTACK_FRAME: FrameDesc = FrameDesc::new("f", module_path!(), file!(), line!(), 0);
-//!     return ::growstack::__private::morestack(&__GROWSTACK_FRAME, move || f(a, b));
+//! fn f(a: A, b: B) -> R {
+//!     if !has_room() && !take_bypass() {
+//!         static FRAME: FrameDesc = FrameDesc::new("f", …);
+//!         return morestack(&FRAME, move || PATH(a, b));
+//!     }
+//!     { body }
 //! }
 //! ```
 //!
-//! so the fast path is the check and the original body (no closure, no
-//! extra frame), and the slow path calls the function again on more stack.
+//! `PATH` is `self::f` in an annotated `mod`, `Self::f` in an inherent
+//! impl, `<Self as Trait<..>>::f` in a trait impl or a trait's default
+//! method, and plain `f` on a free function annotated alone. Nested
+//! items of the body sit in the inner block, out of the check's sight.
 //! (`take_bypass` is true only in stress mode, for the re-call's own check.)
-//! Arguments bound by patterns are renamed to plain identifiers and bound
-//! again after the check.
+//!
+//! **Closure**, everywhere else: the body becomes a closure with the
+//! function's own parameters and return type, built once, called on this
+//! stack or on a new one. It is used for a method or an associated
+//! function annotated alone (the attribute cannot see whether it is in an
+//! inherent impl, a trait impl that the type also has an inherent method
+//! of the same name for, or a trait), for `drop`, for parameter patterns
+//! (a rebinding `let` would change their drop order), for `impl Trait` in
+//! the return type, and for bodies with large locals:
+//!
+//! ```text
+//! fn f(a: A, arg1: (B, C)) -> R {
+//!     let body = args2(&a, &arg1, |a, (b, c)| -> R { body });
+//!     if !has_room() {
+//!         static FRAME: FrameDesc = …;
+//!         return morestack_body(&FRAME, move || out_of_line(move || body(a, arg1)));
+//!     }
+//!     body(a, arg1)
+//! }
+//! ```
+//!
+//! The closure's parameters are the function's, so they bind and drop as
+//! the function's would; `argsN` gives them their types without writing
+//! them. The cost against the re-call is a copy of large by-value arguments
+//! when the optimiser keeps one.
+//!
+//! A free function annotated alone cannot tell the attribute whether it is
+//! really free: an associated function whose signature and body never
+//! mention `Self` looks the same. Its expansion is followed by `const _:
+//! () = ();`, which compiles in a module or a block and not in an impl or
+//! a trait, so that this case is a compile error and never a call to some
+//! other `f`.
+//!
+//! Identifiers the expansion introduces for values are `mixed_site`
+//! (hygienic); the frame descriptor lives in a block of its own.
+//!
+//! `#[cfg]` on parameters: one copy of the function per combination (at
+//! most four such parameters), each under the `#[cfg]` of its combination,
+//! so that the argument lists of the calls above are always the real ones.
+//!
+//! [`profile`]: https://docs.rs/growstack/latest/growstack/fn.profile.html
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{
-    Attribute, Block, FnArg, ImplItem, Item, Pat, ReturnType, Signature, TraitItem, Type,
+    Attribute, Block, FnArg, Ident, ImplItem, Item, Pat, ReturnType, Signature, TraitItem, Type,
     parse_quote,
 };
 
 use crate::args::Args;
+use crate::cfg_params;
 use crate::check;
 use crate::frame;
 
@@ -37,23 +112,66 @@ pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
         Err(err) => return with_errors(input, vec![err]),
     };
     let mut errors = Vec::new();
-    match &mut item {
+    let tokens = match &mut item {
+        Item::Fn(f) if check::is_instrumented(&f.block) => {
+            // A second #[growable] under a name the first did not know.
+            return input;
+        }
         Item::Fn(f) => {
             if let Some(attr) = f.attrs.iter().find(|a| check::is_nosplit(a)) {
                 errors.push(both_attributes(attr));
-            } else {
-                let ctx = if mentions_self(&f.sig) {
-                    Ctx::SelfPath
-                } else {
-                    Ctx::Free
-                };
-                let result = instrument(&mut f.sig, &mut f.block, &ctx, args);
-                errors.extend(result.err());
+            } else if let Some(attr) = f.attrs.iter().find(|a| check::is_growable(a)) {
+                errors.push(syn::Error::new_spanned(
+                    attr,
+                    "#[growable] is written twice on this function",
+                ));
+            } else if let Some(attr) = f.attrs.iter().find(|a| check::is_track_caller(a)) {
+                errors.push(syn::Error::new_spanned(
+                    attr,
+                    "#[growable] cannot keep #[track_caller]: after a growth the body runs on \
+                     another stack, called by growstack's runtime, and stable Rust cannot pass \
+                     the caller's location across that switch; remove one of the two (a \
+                     #[track_caller] function called from #[growable] code runs in the red \
+                     zone like any other callee)",
+                ));
             }
+            if !errors.is_empty() {
+                return with_errors(item.into_token_stream(), errors);
+            }
+            let free = !is_associated(&f.sig, &f.block);
+            let ctx = Ctx::Alone { free };
+            let mut out = TokenStream::new();
+            match cfg_params::variants(&f.attrs, &f.sig) {
+                Ok(variants) => {
+                    for (attrs, sig) in variants {
+                        let mut f = f.clone();
+                        f.attrs = attrs;
+                        f.sig = sig;
+                        if let Err(err) = instrument(&mut f.sig, &mut f.block, &ctx, args) {
+                            errors.push(err);
+                        }
+                        f.to_tokens(&mut out);
+                    }
+                }
+                Err(err) => {
+                    errors.push(err);
+                    f.to_tokens(&mut out);
+                }
+            }
+            if free {
+                // Compiles in a module or a block, not in an impl or a trait.
+                out.extend(quote!(
+                    const _: () = ();
+                ));
+            }
+            out
         }
-        item => instrument_item(item, args, &mut errors, true),
-    }
-    with_errors(item.into_token_stream(), errors)
+        item => {
+            instrument_item(item, args, &mut errors, true);
+            item.into_token_stream()
+        }
+    };
+    with_errors(tokens, errors)
 }
 
 /// `#[nosplit]` outside a `#[growable]` block: checks the function and
@@ -67,6 +185,14 @@ pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
         ));
     }
     match syn::parse2::<Item>(input.clone()) {
+        Ok(Item::Fn(f)) if check::is_instrumented(&f.block) => {
+            errors.push(syn::Error::new_spanned(
+                &f.sig.ident,
+                "this function was instrumented by an enclosing #[growable], which did not \
+                 recognise its #[nosplit] (imported under another name?): inside a \
+                 #[growable] block write `#[nosplit]` or `#[growstack::nosplit]`",
+            ));
+        }
         Ok(Item::Fn(f)) => {
             if let Some(attr) = f.attrs.iter().find(|a| check::is_growable(a)) {
                 errors.push(both_attributes(attr));
@@ -82,22 +208,22 @@ pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
     with_errors(input, errors)
 }
 
-/// How an instrumented function names itself for the re-call, and how the
-/// profile names it.
+/// Where an instrumented function is, which decides how it names itself
+/// for the re-call and how the profile names it.
 enum Ctx {
-    /// A free function: `f(...)`.
-    Free,
-    /// A method annotated on its own: `Self::f(...)`.
-    SelfPath,
-    /// In an inherent impl: `Self::f(...)`, named `Type::f`.
+    /// The attribute is on the function itself. `free` when neither its
+    /// signature nor its body mentions `Self`.
+    Alone { free: bool },
+    /// In an annotated inline `mod`: `self::f`.
+    Mod,
+    /// In an inherent impl: `Self::f`, named `Type::f`.
     Inherent { self_ty: String },
-    /// In a trait impl: `<Self as Trait>::f(...)`, named `Type::f`.
+    /// In a trait impl: `<Self as Trait>::f`, named `Type::f`.
     TraitImpl {
         self_ty: String,
         trait_path: TokenStream,
-        is_drop: bool,
     },
-    /// A default body in a trait: `<Self as Trait<..>>::f(...)`, named `Trait::f`.
+    /// A default body in a trait: `<Self as Trait<..>>::f`, named `Trait::f`.
     TraitDef {
         name: String,
         trait_path: TokenStream,
@@ -105,19 +231,24 @@ enum Ctx {
 }
 
 impl Ctx {
-    fn path(&self, f: &syn::Ident) -> TokenStream {
+    /// The path that names this very function, if there is one.
+    fn recall_path(&self, f: &Ident) -> Option<TokenStream> {
         match self {
-            Ctx::Free => quote!(#f),
-            Ctx::SelfPath | Ctx::Inherent { .. } => quote!(Self::#f),
+            Ctx::Alone { free: true } => Some(quote!(#f)),
+            Ctx::Alone { free: false } => None,
+            Ctx::Mod => Some(quote!(self::#f)),
+            Ctx::Inherent { .. } => Some(quote!(Self::#f)),
+            // `Drop::drop` cannot be called; the trait may be renamed.
+            Ctx::TraitImpl { .. } if f == "drop" => None,
             Ctx::TraitImpl { trait_path, .. } | Ctx::TraitDef { trait_path, .. } => {
-                quote!(<Self as #trait_path>::#f)
+                Some(quote!(<Self as #trait_path>::#f))
             }
         }
     }
 
-    fn display_name(&self, f: &syn::Ident) -> String {
+    fn display_name(&self, f: &Ident) -> String {
         match self {
-            Ctx::Free | Ctx::SelfPath => f.to_string(),
+            Ctx::Alone { .. } | Ctx::Mod => f.to_string(),
             Ctx::Inherent { self_ty } | Ctx::TraitImpl { self_ty, .. } => format!("{self_ty}::{f}"),
             Ctx::TraitDef { name, .. } => format!("{name}::{f}"),
         }
@@ -128,29 +259,40 @@ impl Ctx {
 /// every other item. `top` is the item the attribute was written on.
 fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, top: bool) {
     match item {
-        Item::Fn(f) => {
-            let ctx = if mentions_self(&f.sig) {
-                Ctx::SelfPath
-            } else {
-                Ctx::Free
-            };
-            member(&mut f.attrs, &mut f.sig, &mut f.block, &ctx, args, errors);
-        }
         Item::Impl(imp) => {
             let self_ty = type_name(&imp.self_ty);
             let ctx = match &imp.trait_ {
                 Some((_, path, _)) => Ctx::TraitImpl {
                     self_ty,
                     trait_path: path.to_token_stream(),
-                    is_drop: path.segments.last().is_some_and(|s| s.ident == "Drop"),
                 },
                 None => Ctx::Inherent { self_ty },
             };
-            for it in &mut imp.items {
-                if let ImplItem::Fn(f) = it {
-                    member(&mut f.attrs, &mut f.sig, &mut f.block, &ctx, args, errors);
+            let mut leaves = Vec::new();
+            let mut items = Vec::new();
+            for it in imp.items.drain(..) {
+                match it {
+                    ImplItem::Fn(mut f) => {
+                        let copies = member(
+                            &mut f.attrs,
+                            &mut f.sig,
+                            &mut f.block,
+                            &ctx,
+                            args,
+                            errors,
+                            &mut leaves,
+                        );
+                        for (attrs, sig, block) in copies {
+                            let mut f = f.clone();
+                            (f.attrs, f.sig, f.block) = (attrs, sig, block);
+                            items.push(ImplItem::Fn(f));
+                        }
+                    }
+                    other => items.push(other),
                 }
             }
+            imp.items = items;
+            errors.extend(check::nosplit_cycles(&leaves));
         }
         Item::Trait(tr) => {
             let ident = &tr.ident;
@@ -159,31 +301,85 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                 name: ident.to_string(),
                 trait_path: quote!(#ident #ty_generics),
             };
-            for it in &mut tr.items {
-                if let TraitItem::Fn(f) = it
-                    && let Some(block) = &mut f.default
-                {
-                    member(&mut f.attrs, &mut f.sig, block, &ctx, args, errors);
-                }
-            }
-        }
-        Item::Mod(m) => match &mut m.content {
-            Some((_, items)) => {
-                for it in items {
-                    if matches!(
-                        it,
-                        Item::Fn(_) | Item::Impl(_) | Item::Trait(_) | Item::Mod(_)
-                    ) {
-                        instrument_item(it, args, errors, false);
+            let mut leaves = Vec::new();
+            let mut items = Vec::new();
+            for it in tr.items.drain(..) {
+                match it {
+                    TraitItem::Fn(mut f) if f.default.is_some() => {
+                        let mut block = f.default.take().expect("checked");
+                        let copies = member(
+                            &mut f.attrs,
+                            &mut f.sig,
+                            &mut block,
+                            &ctx,
+                            args,
+                            errors,
+                            &mut leaves,
+                        );
+                        for (attrs, sig, block) in copies {
+                            let mut f = f.clone();
+                            (f.attrs, f.sig, f.default) = (attrs, sig, Some(block));
+                            items.push(TraitItem::Fn(f));
+                        }
                     }
+                    other => items.push(other),
                 }
             }
-            None => errors.push(syn::Error::new_spanned(
-                item_head(item),
-                "#[growable] cannot see into a module in another file: put #[growable] on \
-                 the items inside it",
-            )),
-        },
+            tr.items = items;
+            errors.extend(check::nosplit_cycles(&leaves));
+        }
+        Item::Mod(m) => {
+            let Some((_, content)) = &mut m.content else {
+                return errors.push(syn::Error::new_spanned(
+                    item_head(item),
+                    "#[growable] cannot see into a module in another file: put #[growable] on \
+                     the items inside it",
+                ));
+            };
+            let mut leaves = Vec::new();
+            let mut items = Vec::new();
+            for it in content.drain(..) {
+                match it {
+                    Item::Fn(mut f) => {
+                        let copies = member(
+                            &mut f.attrs,
+                            &mut f.sig,
+                            &mut f.block,
+                            &Ctx::Mod,
+                            args,
+                            errors,
+                            &mut leaves,
+                        );
+                        for (attrs, sig, block) in copies {
+                            let mut f = f.clone();
+                            (f.attrs, f.sig, f.block) = (attrs, sig, Box::new(block));
+                            items.push(Item::Fn(f));
+                        }
+                    }
+                    Item::Impl(mut i) => {
+                        let own = own_args(&mut i.attrs, args, errors);
+                        let mut it = Item::Impl(i);
+                        instrument_item(&mut it, own, errors, false);
+                        items.push(it);
+                    }
+                    Item::Trait(mut t) => {
+                        let own = own_args(&mut t.attrs, args, errors);
+                        let mut it = Item::Trait(t);
+                        instrument_item(&mut it, own, errors, false);
+                        items.push(it);
+                    }
+                    Item::Mod(mut m) => {
+                        let own = own_args(&mut m.attrs, args, errors);
+                        let mut it = Item::Mod(m);
+                        instrument_item(&mut it, own, errors, false);
+                        items.push(it);
+                    }
+                    other => items.push(other),
+                }
+            }
+            *content = items;
+            errors.extend(check::nosplit_cycles(&leaves));
+        }
         Item::Verbatim(tokens) if looks_like_fn(tokens) => errors.push(syn::Error::new_spanned(
             &*tokens,
             "#[growable] needs a function with a body: there is nothing to instrument in a \
@@ -197,87 +393,276 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
     }
 }
 
-/// A function inside an annotated block: honours `#[nosplit]` and an inner
-/// `#[growable(...)]`, then instruments it.
+/// The arguments for a block nested in an annotated one: its own
+/// `#[growable(...)]`, which is removed (the enclosing attribute already
+/// instruments it), or the enclosing block's.
+fn own_args(attrs: &mut Vec<Attribute>, outer: Args, errors: &mut Vec<syn::Error>) -> Args {
+    let mut args = outer;
+    attrs.retain(|attr| {
+        if !check::is_growable(attr) {
+            return true;
+        }
+        if let syn::Meta::List(list) = &attr.meta {
+            match list.parse_args::<Args>() {
+                Ok(own) => args = own,
+                Err(err) => errors.push(err),
+            }
+        }
+        false
+    });
+    args
+}
+
+/// A function that is instrumented, or left alone, with its body; what
+/// `member` returns for each copy of it (see `cfg_params`).
+type Member = (Vec<Attribute>, Signature, Block);
+
+/// A function inside an annotated block: honours `#[nosplit]`,
+/// `#[track_caller]` and an inner `#[growable(...)]`, then instruments it.
+/// Functions left without a check are added to `leaves` for the cycle
+/// check.
 fn member(
     attrs: &mut Vec<Attribute>,
     sig: &mut Signature,
     block: &mut Block,
     ctx: &Ctx,
-    mut args: Args,
+    args: Args,
     errors: &mut Vec<syn::Error>,
-) {
+    leaves: &mut Vec<(Ident, Block)>,
+) -> Vec<Member> {
+    let unchanged = |attrs: &Vec<Attribute>, sig: &Signature, block: &Block| {
+        vec![(attrs.clone(), sig.clone(), block.clone())]
+    };
+    if check::is_instrumented(block) {
+        return unchanged(attrs, sig, block);
+    }
     let nosplit = attrs.iter().position(check::is_nosplit);
-    let growable = attrs.iter().position(check::is_growable);
-    match (nosplit, growable) {
-        (Some(n), Some(_)) => {
+    let growable = attrs.iter().any(check::is_growable);
+    if let Some(n) = nosplit {
+        if growable {
             errors.push(both_attributes(&attrs[n]));
             // Neither attribute resolves on its own inside the block.
             attrs.retain(|a| !check::is_nosplit(a) && !check::is_growable(a));
-            return;
+            return unchanged(attrs, sig, block);
         }
-        (Some(n), None) => {
-            let attr = attrs.remove(n);
-            if !matches!(attr.meta, syn::Meta::Path(_)) {
-                errors.push(syn::Error::new_spanned(
-                    &attr,
-                    "#[nosplit] takes no arguments",
-                ));
-            }
-            return errors.extend(check::nosplit_recursion(&sig.ident, block));
+        let attr = attrs.remove(n);
+        if !matches!(attr.meta, syn::Meta::Path(_)) {
+            errors.push(syn::Error::new_spanned(
+                &attr,
+                "#[nosplit] takes no arguments",
+            ));
         }
-        (None, Some(g)) => {
-            // Already instrumented by the enclosing attribute; its own
-            // arguments apply to this function.
-            let attr = attrs.remove(g);
-            if let syn::Meta::List(list) = &attr.meta {
-                match list.parse_args::<Args>() {
-                    Ok(own) => args = own,
-                    Err(err) => return errors.push(err),
-                }
-            }
-        }
-        (None, None) => {}
+        errors.extend(check::nosplit_recursion(&sig.ident, block));
+        leaves.push((sig.ident.clone(), block.clone()));
+        return unchanged(attrs, sig, block);
     }
-    if let Err(err) = instrument(sig, block, ctx, args) {
-        errors.push(err);
+    let args = own_args(attrs, args, errors);
+    if attrs.iter().any(check::is_track_caller) {
+        // Left as written (see the module docs).
+        errors.extend(check::nosplit_recursion(&sig.ident, block));
+        leaves.push((sig.ident.clone(), block.clone()));
+        return unchanged(attrs, sig, block);
     }
+    let variants = match cfg_params::variants(attrs, sig) {
+        Ok(variants) => variants,
+        Err(err) => {
+            errors.push(err);
+            return unchanged(attrs, sig, block);
+        }
+    };
+    variants
+        .into_iter()
+        .map(|(attrs, mut sig)| {
+            let mut block = block.clone();
+            if let Err(err) = instrument(&mut sig, &mut block, ctx, args) {
+                errors.push(err);
+            }
+            (attrs, sig, block)
+        })
+        .collect()
 }
 
-/// Puts the check and the slow path in front of `block`.
+/// Puts the check and the slow path in front of `block`, in the form the
+/// module docs describe.
 fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> syn::Result<()> {
     check::signature(sig)?;
-    let frame = args.frame.unwrap_or_else(|| frame::estimate(block));
-    let out_of_line = args.frame.is_some() || frame > frame::OUT_OF_LINE;
+    let estimate = args.frame.unwrap_or_else(|| frame::estimate(block));
+    let out_of_line = args.frame.is_some() || estimate > frame::OUT_OF_LINE;
     // Unoptimised builds may keep a second copy of a large local (a
     // temporary moved into place), so ask for twice the locals.
     let frame = if out_of_line {
-        frame.saturating_mul(2)
+        estimate.saturating_mul(2)
     } else {
         0
     };
 
-    // Plain identifiers for every argument, bound again after the check.
-    let mut rebind = Vec::new();
-    let mut call_args = Vec::new();
-    for (i, input) in sig.inputs.iter_mut().enumerate() {
-        match input {
-            FnArg::Receiver(_) => call_args.push(quote!(self)),
-            FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
-                    call_args.push(p.ident.to_token_stream());
-                }
-                _ => {
-                    let id = format_ident!("__growstack_arg{}", i);
-                    let pat = core::mem::replace(&mut *pt.pat, parse_quote!(#id));
-                    rebind.push(quote!(let #pat = #id;));
-                    call_args.push(quote!(#id));
-                }
-            },
-        }
-    }
+    let f = sig.ident.clone();
+    let span = f.span();
+    let name = ctx.display_name(&f);
+    let file = quote_spanned!(span=> ::growstack::__private::file!());
+    let line = quote_spanned!(span=> ::growstack::__private::line!());
+    let desc = quote! {
+        static __GROWSTACK_FRAME: ::growstack::__private::FrameDesc =
+            ::growstack::__private::FrameDesc::new(
+                #name, ::growstack::__private::module_path!(), #file, #line, #frame,
+            );
+    };
+    let check = if out_of_line {
+        quote!(::growstack::__private::has_room_for(#frame))
+    } else {
+        quote!(::growstack::__private::has_room())
+    };
+    let diverges = matches!(&sig.output, ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)));
 
-    let f = &sig.ident;
+    let plain_params = sig.inputs.iter().all(|input| match input {
+        FnArg::Receiver(_) => true,
+        FnArg::Typed(pt) => {
+            matches!(&*pt.pat, Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none())
+        }
+    });
+    // A bare `f` would name a parameter called `f`.
+    let shadowed = matches!(ctx, Ctx::Alone { .. })
+        && sig.inputs.iter().any(|input| {
+            matches!(input, FnArg::Typed(pt) if matches!(&*pt.pat, Pat::Ident(p) if p.ident == f))
+        });
+    let recall = ctx
+        .recall_path(&f)
+        .filter(|_| plain_params && !shadowed && !out_of_line && !returns_impl(&sig.output));
+
+    *block = match recall {
+        Some(path) => recall_form(sig, block, path, desc, check, diverges),
+        None => closure_form(sig, block, desc, check, diverges, out_of_line)?,
+    };
+    Ok(())
+}
+
+/// The re-call form: the body in place, the function called again on the
+/// new stack.
+fn recall_form(
+    sig: &Signature,
+    block: &Block,
+    path: TokenStream,
+    desc: TokenStream,
+    check: TokenStream,
+    diverges: bool,
+) -> Block {
+    let span = sig.ident.span();
+    let call_args = sig.inputs.iter().map(|input| match input {
+        FnArg::Receiver(r) => r.self_token.to_token_stream(),
+        FnArg::Typed(pt) => match &*pt.pat {
+            Pat::Ident(p) => p.ident.to_token_stream(),
+            _ => unreachable!("the re-call form takes plain parameters only"),
+        },
+    });
+    let turbofish = turbofish(sig);
+    let mut recall = quote!(#path #turbofish (#(#call_args),*));
+    if sig.unsafety.is_some() {
+        recall = quote!(unsafe { #recall });
+    }
+    // The call carries the function's span: a refused growth panics there
+    // (`morestack` is `#[track_caller]`).
+    let slow = if diverges {
+        let grown = quote_spanned! {span=>
+            ::growstack::__private::morestack(&__GROWSTACK_FRAME, move || { #recall; })
+        };
+        quote!(#grown; ::growstack::__private::unreachable!())
+    } else {
+        let grown = quote_spanned! {span=>
+            ::growstack::__private::morestack(&__GROWSTACK_FRAME, move || #recall)
+        };
+        quote!(return #grown;)
+    };
+    let unused = unused_parameters(sig, block);
+    parse_quote! {{
+        if !#check && !::growstack::__private::take_bypass::<()>() {
+            #desc
+            #slow
+        }
+        #(#unused)*
+        #block
+    }}
+}
+
+/// The closure form: the body in a closure with the function's own
+/// parameters, called here or on the new stack.
+fn closure_form(
+    sig: &mut Signature,
+    block: &Block,
+    desc: TokenStream,
+    check: TokenStream,
+    diverges: bool,
+    out_of_line: bool,
+) -> syn::Result<Block> {
+    let span = sig.ident.span();
+    let mut hidden = Vec::new();
+    let mut params = Vec::new();
+    for (i, input) in sig.inputs.iter_mut().enumerate() {
+        let FnArg::Typed(pt) = input else { continue };
+        let id = match &*pt.pat {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                Ident::new(&p.ident.to_string(), Span::mixed_site())
+            }
+            _ => format_ident!("arg{}", i, span = Span::mixed_site()),
+        };
+        let pat = core::mem::replace(&mut *pt.pat, parse_quote!(#id));
+        let attrs = core::mem::take(&mut pt.attrs);
+        params.push(quote!(#(#attrs)* #pat));
+        hidden.push(id);
+    }
+    if hidden.len() > 16 {
+        return Err(syn::Error::new_spanned(
+            &sig.inputs,
+            "#[growable] supports at most 16 parameters on this function (it needs the closure \
+             form: a method annotated alone, patterns, `impl Trait` returned or large locals)",
+        ));
+    }
+    let helper = format_ident!("args{}", hidden.len());
+    let ret = match &sig.output {
+        ReturnType::Default => quote!(),
+        ReturnType::Type(arrow, ty) => {
+            let ty = infer_impl_trait(ty);
+            quote!(#arrow #ty)
+        }
+    };
+    let body = Ident::new("__growstack_body", Span::mixed_site());
+    let call = quote!(#body(#(#hidden),*));
+    // Statement form of a call that diverges: its closure returns `()`.
+    let call_stmt = if diverges {
+        quote!({ #call; })
+    } else {
+        call.clone()
+    };
+    // Spanned as in the re-call form.
+    let grown = quote_spanned! {span=>
+        ::growstack::__private::morestack_body(&__GROWSTACK_FRAME, move || {
+            ::growstack::__private::out_of_line(move || #call_stmt)
+        })
+    };
+    let slow = if diverges {
+        quote!(#grown; ::growstack::__private::unreachable!())
+    } else {
+        quote!(return #grown;)
+    };
+    let fast = match (out_of_line, diverges) {
+        (false, _) => call,
+        (true, false) => quote!(::growstack::__private::out_of_line(move || #call)),
+        (true, true) => quote! {
+            ::growstack::__private::out_of_line(move || #call_stmt);
+            ::growstack::__private::unreachable!()
+        },
+    };
+    Ok(parse_quote! {{
+        let #body = ::growstack::__private::#helper(#(&#hidden,)* |#(#params),*| #ret #block);
+        if !#check {
+            #desc
+            #slow
+        }
+        #fast
+    }})
+}
+
+/// `::<T, N>` for the function's own type and const parameters.
+fn turbofish(sig: &Signature) -> TokenStream {
     let generic_args: Vec<_> = sig
         .generics
         .params
@@ -288,73 +673,76 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
             syn::GenericParam::Lifetime(_) => None,
         })
         .collect();
-    let turbofish = if generic_args.is_empty() {
+    if generic_args.is_empty() {
         quote!()
     } else {
         quote!(::<#(#generic_args),*>)
-    };
-    let path = ctx.path(f);
-    let mut recall = quote!(#path #turbofish (#(#call_args),*));
-    if sig.unsafety.is_some() {
-        recall = quote!(unsafe { #recall });
     }
+}
 
-    let name = ctx.display_name(f);
-    let span = f.span();
-    let file = quote_spanned!(span=> ::core::file!());
-    let line = quote_spanned!(span=> ::core::line!());
-    let desc = quote! {
-        static __GROWSTACK_FRAME: ::growstack::__private::FrameDesc =
-            ::growstack::__private::FrameDesc::new(#name, ::core::module_path!(), #file, #line, #frame);
-    };
-    let check = if out_of_line {
-        quote!(::growstack::__private::has_room_for(#frame))
-    } else {
-        quote!(::growstack::__private::has_room())
-    };
+/// `let a = Unused;` for each parameter of a re-call whose name appears
+/// nowhere in the body. The re-call uses every parameter, which would hide
+/// rustc's "unused variable" warning; this unused binding, with the
+/// parameter's own span and lint attributes, brings it back.
+fn unused_parameters(sig: &Signature, block: &Block) -> Vec<TokenStream> {
+    let mut seen = std::collections::HashSet::new();
+    check::collect_idents(block.to_token_stream(), &mut seen);
+    sig.inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(p) if !p.ident.to_string().starts_with('_') => {
+                    (!seen.contains(&p.ident.to_string())).then(|| {
+                        let id = &p.ident;
+                        let attrs = &pt.attrs;
+                        quote!(#(#attrs)* let #id = ::growstack::__private::Unused;)
+                    })
+                }
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
 
-    let diverges = matches!(&sig.output, ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)));
-    let is_drop = matches!(ctx, Ctx::TraitImpl { is_drop: true, .. }) && f == "drop";
-    let slow = if is_drop {
-        // `Drop::drop` cannot be called explicitly: run the body itself on
-        // the new stack (`self` is the captured `&mut Self`).
-        // A large frame stays out of line here too: inlined into
-        // `morestack_body`, it would be allocated on the stack that has
-        // no room, before the switch.
-        let body = if out_of_line {
-            quote!(::growstack::__private::out_of_line(move || #block))
-        } else {
-            quote!(#block)
-        };
-        quote!(return ::growstack::__private::morestack_body(&__GROWSTACK_FRAME, move || #body);)
-    } else if diverges {
-        quote! {
-            ::growstack::__private::morestack(&__GROWSTACK_FRAME, move || { #recall; });
-            ::core::unreachable!()
+/// `ty` with every `impl Trait` replaced by `_`, for a closure's return
+/// type: the closure returns the concrete type.
+fn infer_impl_trait(ty: &Type) -> Type {
+    struct Infer;
+    impl syn::visit_mut::VisitMut for Infer {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if matches!(ty, Type::ImplTrait(_)) {
+                *ty = parse_quote!(_);
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
         }
-    } else {
-        quote!(return ::growstack::__private::morestack(&__GROWSTACK_FRAME, move || #recall);)
-    };
-    let body = if out_of_line {
-        let call = quote!(::growstack::__private::out_of_line(move || #block));
-        if diverges {
-            quote!(#call; ::core::unreachable!())
-        } else {
-            call
+    }
+    let mut ty = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Infer, &mut ty);
+    ty
+}
+
+fn returns_impl(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Default => false,
+        ReturnType::Type(_, ty) => {
+            let mut found = false;
+            check::walk_idents(ty.to_token_stream(), &mut |i| found |= i == "impl");
+            found
         }
-    } else {
-        let stmts = &block.stmts;
-        quote!(#(#stmts)*)
-    };
-    *block = parse_quote! {{
-        if !#check && !::growstack::__private::take_bypass::<()>() {
-            #desc
-            #slow
-        }
-        #(#rebind)*
-        #body
-    }};
-    Ok(())
+    }
+}
+
+/// Whether the function is certainly associated: it has a receiver, or its
+/// signature or body (outside nested items) mentions `Self`.
+fn is_associated(sig: &Signature, block: &Block) -> bool {
+    if sig.receiver().is_some() {
+        return true;
+    }
+    let mut found = false;
+    check::walk_idents(sig.to_token_stream(), &mut |i| found |= i == "Self");
+    found || check::body_mentions_self(block)
 }
 
 fn both_attributes(attr: &Attribute) -> syn::Error {
@@ -363,19 +751,6 @@ fn both_attributes(attr: &Attribute) -> syn::Error {
         "a function cannot be both #[nosplit] and #[growable]: #[nosplit] removes the check \
          that #[growable] adds",
     )
-}
-
-/// Whether the signature names `Self` (a receiver or `Self` in a type): the
-/// function is then a method and calls itself through `Self::`.
-fn mentions_self(sig: &Signature) -> bool {
-    fn walk(tokens: TokenStream) -> bool {
-        tokens.into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == "Self" || i == "self",
-            proc_macro2::TokenTree::Group(g) => walk(g.stream()),
-            _ => false,
-        })
-    }
-    walk(sig.inputs.to_token_stream()) || walk(sig.output.to_token_stream())
 }
 
 /// `Type` as written, without spaces: `Tree<T>`.

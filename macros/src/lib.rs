@@ -2,11 +2,14 @@
 //! through the `growstack` crate: `#[growstack::growable]`,
 //! `#[growstack::nosplit]`, `#[growstack::main]`, `#[growstack::test]`.
 //!
-//! Each entry point parses its input and hands it to `expand`; parsing of
-//! arguments is in `args`, the checks that reject inputs in `check`, and the
-//! estimate of large frames in `frame`; `entry` expands `main` and `test`.
+//! Each entry point parses its input and hands it to `expand`, whose module
+//! docs state what an instrumented function is; parsing of arguments is in
+//! `args`, the checks that reject inputs in `check`, the copies for
+//! `#[cfg]` parameters in `cfg_params`, and the estimate of large frames in
+//! `frame`; `entry` expands `main` and `test`.
 
 mod args;
+mod cfg_params;
 mod check;
 mod entry;
 mod expand;

@@ -136,8 +136,11 @@ struct Growth {
 /// The slow path of an annotated function: runs `f`, which calls the
 /// function again, on a stack with room, and returns its value or resumes
 /// its panic here.
+///
+/// `#[track_caller]`: a refusal's panic points at the annotated function.
 #[cold]
 #[inline(never)]
+#[track_caller]
 pub fn morestack<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
     run_with_room(desc, Entry::Recall, f)
 }
@@ -146,6 +149,7 @@ pub fn morestack<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
 /// [`maybe_grow`]): it has no check of its own to let through.
 #[cold]
 #[inline(never)]
+#[track_caller]
 pub fn morestack_body<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
     run_with_room(desc, Entry::Body, f)
 }
@@ -160,6 +164,7 @@ enum Entry {
 }
 
 #[inline(always)]
+#[track_caller]
 fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f: F) -> R {
     if crate::task::preempt_point() && guard::has_room_for(desc.frame) {
         // The check failed because the monitor preempted this task, which
@@ -180,9 +185,9 @@ fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f:
         Err(Some(refusal)) => {
             drop(call);
             if std::thread::panicking() {
-                refused_while_unwinding(&refusal);
+                refused_while_unwinding(&refusal, desc);
             }
-            panic!("{refusal}");
+            panic!("{refusal} (growing for a call to `{}`)", desc.name);
         }
     }
     match call {
@@ -200,11 +205,12 @@ fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f:
 /// a full backtrace for each nested panic. Like a panic that escapes a
 /// destructor during unwinding, this aborts, at once and with a message.
 #[cold]
-fn refused_while_unwinding(refusal: &Refusal) -> ! {
+fn refused_while_unwinding(refusal: &Refusal, desc: &FrameDesc) -> ! {
     eprintln!(
-        "{refusal}\n\
+        "{refusal} (growing for a call to `{}`)\n\
          growstack: the stack limit was reached again while unwinding from an earlier panic \
-         (a destructor needed more stack); aborting"
+         (a destructor needed more stack); aborting",
+        desc.name
     );
     std::process::abort();
 }
@@ -367,6 +373,7 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
 /// # while let serde_like::Value::List(mut items) = v { v = items.pop().unwrap(); }
 /// ```
 #[inline]
+#[track_caller]
 pub fn maybe_grow<R>(f: impl FnOnce() -> R) -> R {
     static DESC: FrameDesc = FrameDesc::new("maybe_grow", module_path!(), file!(), line!(), 0);
     if guard::has_room() {

@@ -12,6 +12,7 @@
 )]
 
 mod arch;
+mod args;
 pub mod chan;
 mod frame;
 mod grow;
@@ -32,9 +33,17 @@ pub use task::{JoinHandle, shrink_now, sleep, spawn, spawn_blocking, yield_now};
 /// Items used by the code `#[growable]` generates. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::args::*;
     pub use crate::frame::FrameDesc;
     pub use crate::grow::{drop_cached_segments, morestack, morestack_body, out_of_line};
     pub use crate::guard::{has_room, has_room_for, take_bypass};
     pub use crate::task::probe::switch_round_trips;
     pub use crate::task::runtime::dump_runtimes;
+    // Expansions name these through `::growstack::__private`, never
+    // `::core`: in edition 2015 `::core` is a path from the crate root.
+    pub use core::{file, line, module_path, unreachable};
+
+    /// The value of the unused binding that keeps rustc's warning about an
+    /// unused parameter (the re-call uses every parameter).
+    pub struct Unused;
 }

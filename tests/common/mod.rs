@@ -114,3 +114,22 @@ pub fn assert_exited_ok(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `f` as a new thread's first annotated call, again as a later call,
+/// and from just below the guard; returns the three results.
+pub fn three_ways<T: Send + 'static>(f: fn() -> T) -> [T; 3] {
+    std::thread::spawn(move || [f(), f(), at_the_edge(f)])
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Asserts that every way of calling `f` gives `want`.
+#[track_caller]
+pub fn always<T: Send + PartialEq + std::fmt::Debug + 'static>(want: T, f: fn() -> T) {
+    for (got, way) in three_ways(f)
+        .into_iter()
+        .zip(["first call", "later call", "at the edge"])
+    {
+        assert_eq!(got, want, "{way}");
+    }
+}
