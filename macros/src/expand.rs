@@ -75,10 +75,11 @@
 //!
 //! A free function annotated alone cannot tell the attribute whether it is
 //! really free: an associated function whose signature and body never
-//! mention `Self` looks the same. Its expansion is followed by `const _:
-//! () = ();`, which compiles in a module or a block and not in an impl or
-//! a trait, so that this case is a compile error and never a call to some
-//! other `f`.
+//! mention `Self` looks the same. Its expansion is followed by `use
+//! ::growstack as _;`, which compiles in a module or a block and not in an
+//! impl or a trait ("`use` import is not supported in `trait`s or
+//! `impl`s", at the attribute), so that this case is a compile error and
+//! never a call to some other `f`.
 //!
 //! Identifiers the expansion introduces for values are `mixed_site`
 //! (hygienic); the frame descriptor lives in a block of its own.
@@ -159,9 +160,11 @@ pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
                 }
             }
             if free {
-                // Compiles in a module or a block, not in an impl or a trait.
+                // Compiles in a module or a block, not in an impl or a trait
+                // ("`use` import is not supported in `trait`s or `impl`s").
                 out.extend(quote!(
-                    const _: () = ();
+                    #[allow(unused_imports)]
+                    use ::growstack as _;
                 ));
             }
             out
@@ -573,6 +576,12 @@ fn recall_form(
         quote!(return #grown;)
     };
     let unused = unused_parameters(sig, block);
+    // The body in a block of its own, out of the check's sight (a nested
+    // `fn f` would capture a bare re-call), with braces of the expansion's
+    // span: braces of the user's span would read to rustc as unnecessary
+    // braces around a single expression.
+    let stmts = &block.stmts;
+    let block = quote!({ #(#stmts)* });
     parse_quote! {{
         if !#check && !::growstack::__private::take_bypass::<()>() {
             #desc
