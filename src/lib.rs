@@ -169,11 +169,42 @@
 /// # std::mem::forget(tree); // this Tree's drop glue is not annotated
 /// ```
 ///
-/// Generics, lifetimes, every receiver (`self`, `&mut self`,
-/// `self: Box<Self>`, `self: Pin<&mut Self>`), argument patterns,
-/// `impl Trait`, `unsafe fn`, `-> !`, `?` and early `return` work as
-/// written: the body is not wrapped in a closure, the function calls itself
-/// again on the new stack.
+/// # What the function becomes
+///
+/// Exactly the plain function plus a check: the same result, the same
+/// drop order of parameters and locals (on return and on unwind), items in
+/// the body once, the same warnings, whichever path a call takes. Generics,
+/// lifetimes, every receiver (`self`, `&mut self`, `self: Box<Self>`,
+/// `self: Pin<&mut Self>`), parameter patterns (`ref mut` included),
+/// `#[cfg]` on parameters, `impl Trait`, `unsafe fn`, `extern "C" fn`,
+/// `-> !`, `?` and early `return` work as written, in every edition. The
+/// only differences: a growth costs time and shows in [`profile`], a
+/// growth refused at the stack limit panics at the function's line, and
+/// backtraces taken after a growth show the runtime's frames.
+///
+/// Where the function can name itself beyond doubt (a free function, or
+/// anything inside an annotated `impl`, `trait` or `mod`), the body stays
+/// in the function and a failed check calls the function again on the new
+/// stack, so the fast path is the check and the plain body. Elsewhere the
+/// body runs as a closure with the function's own parameters, which may
+/// cost a copy of a large by-value argument; put `#[growable]` on the
+/// `impl` block rather than on each method for the fastest code.
+///
+/// # Limits
+///
+/// - A `#[track_caller]` function cannot be instrumented: the caller's
+///   location cannot cross a switch of stacks on stable Rust. Alone it is
+///   a compile error; in an annotated block it is left as written, like a
+///   [`#[nosplit]`](nosplit) one.
+/// - An associated function whose signature and body never mention `Self`,
+///   annotated alone, looks like a free function to the attribute; rustc
+///   then reports "`use` import is not supported in `trait`s or `impl`s"
+///   at the attribute. Annotate the `impl` block (or the `trait`) instead.
+/// - At most four parameters with `#[cfg]` (the function is written once
+///   per combination) and, when the body runs as a closure, at most 16
+///   parameters.
+/// - The expansion names the crate `::growstack`: a renamed dependency
+///   does not work.
 ///
 /// # Arguments
 ///
@@ -219,9 +250,15 @@ pub use growstack_macros::growable;
 /// Leaves one function inside a [`#[growable]`](growable) block without a
 /// check.
 ///
-/// For tiny leaf functions on hot paths. A `#[nosplit]` function must not
-/// call itself (a compile error says so), and whatever it calls runs on the
-/// red zone until the next annotated call.
+/// For tiny leaf functions on hot paths. Whatever a `#[nosplit]` function
+/// calls runs on the red zone until the next annotated call, so it must not
+/// recurse. Compile errors catch what the attribute can see: a call to
+/// itself (`f(..)`, `Self::f(..)`, `self.f(..)`), and a cycle of calls by
+/// name among the unchecked functions of one annotated block (`#[nosplit]`
+/// and `#[track_caller]` ones). Recursion through other functions,
+/// closures, function pointers or trait objects is not seen. Write it as
+/// `#[nosplit]` or `#[growstack::nosplit]`: under another name the
+/// enclosing `#[growable]` does not recognise it (a compile error says so).
 ///
 /// ```
 /// #[growstack::growable]
@@ -240,6 +277,34 @@ pub use growstack_macros::growable;
 /// ```
 #[doc(inline)]
 pub use growstack_macros::nosplit;
+
+/// `#[growable]` in edition 2015, where `::core` is a path from the crate
+/// root (the expansion once named it):
+///
+/// ```edition2015
+/// extern crate growstack;
+///
+/// use growstack::growable;
+///
+/// #[growable]
+/// fn depth(n: u32) -> u32 {
+///     if n == 0 { 0 } else { 1 + depth(n - 1) }
+/// }
+///
+/// #[growable]
+/// mod shapes {
+///     pub fn sum((a, b): (u32, u32), n: u32) -> u32 {
+///         if n == 0 { a + b } else { sum((a, b), n - 1) }
+///     }
+/// }
+///
+/// fn main() {
+///     assert_eq!(depth(10_000), 10_000);
+///     assert_eq!(shapes::sum((1, 2), 10_000), 3);
+/// }
+/// ```
+#[cfg(doctest)]
+pub struct Edition2015;
 
 /// Runs `main` as a task on a runtime with the default settings
 /// ([`Runtime::new`]), so that `main` can spawn tasks and block on them.
