@@ -770,3 +770,15 @@ fn sixteen_parameters() {
         Chain(1).sixteen(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, (1, 0))
     });
 }
+
+// --- Parameters named only inside a format string --------------------------------
+
+#[growable]
+fn only_in_a_format_string(x: u32, width: usize) -> String {
+    format!("{x:>width$}")
+}
+
+#[test]
+fn parameters_named_only_inside_format_strings() {
+    always("   7".to_string(), || only_in_a_format_string(7, 4));
+}

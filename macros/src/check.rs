@@ -47,10 +47,78 @@ pub fn walk_idents(tokens: proc_macro2::TokenStream, f: &mut dyn FnMut(&proc_mac
 }
 
 /// Adds the name of every identifier in `tokens` to `seen`.
+/// Words inside literals count too: `format!("{a}")` names `a` in its
+/// string.
 pub fn collect_idents(tokens: proc_macro2::TokenStream, seen: &mut HashSet<String>) {
-    walk_idents(tokens, &mut |i| {
-        seen.insert(i.to_string());
-    });
+    for t in tokens {
+        match t {
+            proc_macro2::TokenTree::Ident(i) => {
+                seen.insert(i.to_string());
+            }
+            proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), seen),
+            proc_macro2::TokenTree::Literal(l) => {
+                let text = l.to_string();
+                for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                    seen.insert(word.trim_start_matches("r#").to_string());
+                }
+            }
+            proc_macro2::TokenTree::Punct(_) => {}
+        }
+    }
+}
+
+/// Whether every macro `block` invokes is one of std's that cannot name a
+/// local variable its input does not name.
+pub fn only_std_macros(block: &syn::Block) -> bool {
+    const STD: &[&str] = &[
+        "assert",
+        "assert_eq",
+        "assert_ne",
+        "debug_assert",
+        "debug_assert_eq",
+        "debug_assert_ne",
+        "panic",
+        "unreachable",
+        "todo",
+        "unimplemented",
+        "format",
+        "format_args",
+        "print",
+        "println",
+        "eprint",
+        "eprintln",
+        "write",
+        "writeln",
+        "vec",
+        "matches",
+        "dbg",
+        "concat",
+        "stringify",
+        "line",
+        "column",
+        "file",
+        "module_path",
+        "cfg",
+        "env",
+        "option_env",
+        "include_str",
+        "include_bytes",
+    ];
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            let known = m
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| STD.iter().any(|name| s.ident == name));
+            self.0 &= known;
+            visit::visit_macro(self, m);
+        }
+    }
+    let mut v = Finder(true);
+    v.visit_block(block);
+    v.0
 }
 
 /// Whether `block` mentions `Self` outside its nested items (macro

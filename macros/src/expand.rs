@@ -523,11 +523,14 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
             matches!(&*pt.pat, Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none())
         }
     });
-    // A bare `f` would name a parameter called `f`.
+    // A bare `f` would name a parameter or a const parameter called `f`.
     let shadowed = matches!(ctx, Ctx::Alone { .. })
-        && sig.inputs.iter().any(|input| {
+        && (sig.inputs.iter().any(|input| {
             matches!(input, FnArg::Typed(pt) if matches!(&*pt.pat, Pat::Ident(p) if p.ident == f))
-        });
+        }) || sig
+            .generics
+            .const_params()
+            .any(|c| c.ident == f));
     let recall = ctx
         .recall_path(&f)
         .filter(|_| plain_params && !shadowed && !out_of_line && !returns_impl(&sig.output));
@@ -692,8 +695,13 @@ fn turbofish(sig: &Signature) -> TokenStream {
 /// `let a = Unused;` for each parameter of a re-call whose name appears
 /// nowhere in the body. The re-call uses every parameter, which would hide
 /// rustc's "unused variable" warning; this unused binding, with the
-/// parameter's own span and lint attributes, brings it back.
+/// parameter's own span and lint attributes, brings it back. None when the
+/// body invokes a macro that std does not define: a procedural macro may
+/// name a local without it being in its input.
 fn unused_parameters(sig: &Signature, block: &Block) -> Vec<TokenStream> {
+    if !check::only_std_macros(block) {
+        return Vec::new();
+    }
     let mut seen = std::collections::HashSet::new();
     check::collect_idents(block.to_token_stream(), &mut seen);
     sig.inputs
