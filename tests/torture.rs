@@ -782,3 +782,69 @@ fn only_in_a_format_string(x: u32, width: usize) -> String {
 fn parameters_named_only_inside_format_strings() {
     always("   7".to_string(), || only_in_a_format_string(7, 4));
 }
+
+// --- Fields of `self` moved out on some paths -------------------------------------
+
+#[allow(dead_code)]
+struct Fields {
+    first: D,
+    second: D,
+}
+
+impl Fields {
+    #[growable]
+    fn second_unless(self, keep: bool) -> Option<D> {
+        if keep { None } else { Some(self.second) }
+    }
+
+    fn second_unless_plain(self, keep: bool) -> Option<D> {
+        if keep { None } else { Some(self.second) }
+    }
+
+    #[growable]
+    fn boxed_second_unless(self: Box<Self>, keep: bool) -> Option<D> {
+        if keep { None } else { Some(self.second) }
+    }
+}
+
+#[test]
+fn fields_of_self_drop_in_the_plain_order() {
+    drop(
+        Fields {
+            first: D(1),
+            second: D(2),
+        }
+        .second_unless_plain(true),
+    );
+    assert_eq!(log(), [1, 2]);
+    always(vec![1, 2], || {
+        drop(
+            Fields {
+                first: D(1),
+                second: D(2),
+            }
+            .second_unless(true),
+        );
+        log()
+    });
+    always(vec![1, 2], || {
+        drop(
+            Box::new(Fields {
+                first: D(1),
+                second: D(2),
+            })
+            .boxed_second_unless(true),
+        );
+        log()
+    });
+    always(vec![1, 2], || {
+        drop(
+            Fields {
+                first: D(1),
+                second: D(2),
+            }
+            .second_unless(false),
+        );
+        log()
+    });
+}

@@ -636,6 +636,18 @@ fn closure_form(
             quote!(#arrow #ty)
         }
     };
+    // A receiver that owns its value is captured whole: captured field by
+    // field (the body moves `self.a` out), the fields left would drop at
+    // the closure's end one by one, not with the rest of `self` in their
+    // declared order.
+    let closure_body = match sig.receiver() {
+        Some(r) if owns_self(r) => {
+            let stmts = &block.stmts;
+            let self_token = &r.self_token;
+            quote!({ let _ = &#self_token; #(#stmts)* })
+        }
+        _ => block.to_token_stream(),
+    };
     let body = Ident::new("__growstack_body", Span::mixed_site());
     let call = quote!(#body(#(#hidden),*));
     // Statement form of a call that diverges: its closure returns `()`.
@@ -664,13 +676,28 @@ fn closure_form(
         },
     };
     Ok(parse_quote! {{
-        let #body = ::growstack::__private::#helper(#(&#hidden,)* |#(#params),*| #ret #block);
+        let #body = ::growstack::__private::#helper(#(&#hidden,)* |#(#params),*| #ret #closure_body);
         if !#check {
             #desc
             #slow
         }
         #fast
     }})
+}
+
+/// Whether a receiver holds `Self` by value (`self`, `mut self`,
+/// `self: Self`, `self: Box<Self>`), so that the body may move fields out.
+fn owns_self(r: &syn::Receiver) -> bool {
+    if r.reference.is_some() {
+        return false;
+    }
+    match &*r.ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| {
+            s.ident == "Self"
+                || (s.ident == "Box" && !r.ty.to_token_stream().to_string().contains('&'))
+        }),
+        _ => false,
+    }
 }
 
 /// `::<T, N>` for the function's own type and const parameters.
