@@ -692,3 +692,99 @@ impl Drop for Twice {
 fn an_impl_inside_a_growable_drop() {
     three_ways(|| drop(Twice));
 }
+
+// --- Shapes from the adversarial review of the new expansion ---------------
+
+#[growable]
+fn longer_than(n: usize) -> impl Fn(&str) -> bool {
+    // A closure returned as `impl Fn(&str)`: its parameter type comes from
+    // the opaque type's bound, which the re-call form keeps.
+    move |s| s.len() > n
+}
+
+#[growable]
+fn raw_names(r#gen: u32, (r#type, _): (u32, u32), kind: u32) -> u32 {
+    r#gen + r#type + r#kind
+}
+
+#[growable]
+fn hidden_name_clash(arg1: u32, (a, b): (u32, u32)) -> u32 {
+    arg1 + a + b
+}
+
+#[growable]
+fn cfg_attr_cfg(#[cfg_attr(unix, cfg(windows))] gone: u32, kept: u32) -> u32 {
+    kept
+}
+
+trait Describe {
+    fn describe(&self) -> &'static str;
+}
+
+impl Describe for u8 {
+    fn describe(&self) -> &'static str {
+        "u8"
+    }
+}
+
+#[growable]
+impl dyn Describe {
+    // Compiles: `Self::describe` would be ambiguous with the trait's.
+    #[allow(dead_code)]
+    fn describe(&self) -> &'static str {
+        "inherent on dyn"
+    }
+
+    fn kind(&self) -> &'static str {
+        "dyn"
+    }
+}
+
+trait Stroll {
+    fn stroll<Stroll: Copy>(&self, x: Stroll, n: u32) -> u32;
+}
+
+#[growable]
+impl Stroll for u8 {
+    fn stroll<Stroll: Copy>(&self, x: Stroll, n: u32) -> u32 {
+        if n == 0 { 0 } else { 1 + self.stroll(x, n - 1) }
+    }
+}
+
+mod helpers {
+    pub mod __private {
+        pub fn noop() {}
+    }
+}
+
+#[growable]
+fn starts_with_private(n: u32) -> u32 {
+    helpers::__private::noop();
+    if n == 0 {
+        0
+    } else {
+        1 + starts_with_private(n - 1)
+    }
+}
+
+#[test]
+fn adversarial_shapes() {
+    always((true, false), || {
+        (longer_than(2)("abc"), longer_than(3)("abc"))
+    });
+    always(1 + 2 + 4, || raw_names(1, (2, 3), 4));
+    always(1 + 2 + 3, || hidden_name_clash(1, (2, 3)));
+    always(5, || cfg_attr_cfg(5));
+    always(("dyn", "u8"), || {
+        let d: &dyn Describe = &7u8;
+        (d.kind(), Describe::describe(&7u8))
+    });
+    always(1000, || 0u8.stroll((), 1000));
+}
+
+#[test]
+fn a_body_starting_with_a_private_module_is_instrumented() {
+    // Fixed: a first statement naming any `__private` made the function
+    // look already instrumented, and it was left without a check.
+    assert_eq!(on_small_stack(|| starts_with_private(DEPTH)), DEPTH);
+}

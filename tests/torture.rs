@@ -802,6 +802,11 @@ impl Fields {
     }
 
     #[growable]
+    fn named_second_unless(self: Fields, keep: bool) -> Option<D> {
+        if keep { None } else { Some(self.second) }
+    }
+
+    #[growable]
     fn boxed_second_unless(self: Box<Self>, keep: bool) -> Option<D> {
         if keep { None } else { Some(self.second) }
     }
@@ -843,8 +848,80 @@ fn fields_of_self_drop_in_the_plain_order() {
                 first: D(1),
                 second: D(2),
             }
+            .named_second_unless(true),
+        );
+        log()
+    });
+    always(vec![1, 2], || {
+        drop(
+            Fields {
+                first: D(1),
+                second: D(2),
+            }
             .second_unless(false),
         );
         log()
+    });
+}
+
+// --- #[nosplit] checks see only calls that can be the function itself ---------
+
+trait Area {
+    fn area(&self) -> u32;
+}
+
+struct Inner(u32);
+struct Outer(Inner);
+
+impl Area for Inner {
+    fn area(&self) -> u32 {
+        self.0
+    }
+}
+
+fn len(x: &[u8]) -> usize {
+    x.len()
+}
+
+#[growable]
+impl Area for Outer {
+    // Calls another type's `area` and a free `len`, not itself.
+    #[nosplit]
+    fn area(&self) -> u32 {
+        <Inner as Area>::area(&self.0) + self.len() as u32
+    }
+}
+
+#[growable]
+impl Outer {
+    #[nosplit]
+    fn len(&self) -> usize {
+        len(&[1, 2])
+    }
+}
+
+// `#[cfg_attr(p, nosplit)]` and `#[cfg_attr(p, track_caller)]` in a block.
+struct Conditional;
+
+#[growable]
+impl Conditional {
+    #[cfg_attr(unix, nosplit)]
+    fn leaf(&self) -> u32 {
+        1
+    }
+
+    #[cfg_attr(unix, track_caller)]
+    fn location(&self) -> u32 {
+        std::panic::Location::caller().line()
+    }
+}
+
+#[test]
+fn nosplit_checks_and_conditional_attributes() {
+    always(2 + 2, || Outer(Inner(2)).area());
+    always(1, || Conditional.leaf());
+    always(1, || {
+        let line = line!();
+        Conditional.location() - line
     });
 }

@@ -5,7 +5,8 @@
 //! parameters and under the `#[cfg]` that selects it; one copy survives.
 
 use quote::quote;
-use syn::{Attribute, FnArg, Signature, parse_quote};
+use syn::punctuated::Punctuated;
+use syn::{Attribute, FnArg, Meta, Signature, Token, parse_quote};
 
 /// At most this many parameters may carry `#[cfg]` (2^N copies).
 const MAX_CFG_PARAMS: u32 = 4;
@@ -16,6 +17,23 @@ pub fn variants(
     attrs: &[Attribute],
     sig: &Signature,
 ) -> syn::Result<Vec<(Vec<Attribute>, Signature)>> {
+    if let Some(g) = sig.generics.params.iter().find(|g| {
+        let attrs = match g {
+            syn::GenericParam::Type(t) => &t.attrs,
+            syn::GenericParam::Const(c) => &c.attrs,
+            syn::GenericParam::Lifetime(l) => &l.attrs,
+        };
+        attrs
+            .iter()
+            .any(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+    }) {
+        return Err(syn::Error::new_spanned(
+            g,
+            "#[growable] does not support #[cfg] or #[cfg_attr] on a generic parameter (the \
+             re-call names every generic parameter)",
+        ));
+    }
+    let sig = &normalize(sig);
     let conditions: Vec<(usize, Vec<proc_macro2::TokenStream>)> = sig
         .inputs
         .iter()
@@ -70,6 +88,83 @@ pub fn variants(
         out.push((attrs, sig));
     }
     Ok(out)
+}
+
+/// `sig` with each parameter's `#[cfg_attr(p, cfg(q), rest..)]` written as
+/// `#[cfg(any(not(p), q))]` and `#[cfg_attr(p, rest..)]`: the parameter
+/// exists unless `p` holds and `q` does not.
+fn normalize(sig: &Signature) -> Signature {
+    let mut sig = sig.clone();
+    for input in sig.inputs.iter_mut() {
+        let attrs = param_attrs_mut(input);
+        let mut out = Vec::new();
+        for attr in attrs.drain(..) {
+            let parsed = attr
+                .path()
+                .is_ident("cfg_attr")
+                .then(|| attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated))
+                .and_then(Result::ok);
+            let Some(list) = parsed else {
+                out.push(attr);
+                continue;
+            };
+            let mut metas = list.into_iter();
+            let Some(pred) = metas.next() else {
+                out.push(attr);
+                continue;
+            };
+            let (cfgs, rest): (Vec<Meta>, Vec<Meta>) =
+                metas.partition(|m| m.path().is_ident("cfg"));
+            for cfg in cfgs {
+                if let Ok(list) = cfg.require_list() {
+                    let q = &list.tokens;
+                    out.push(parse_quote!(#[cfg(any(not(#pred), #q))]));
+                }
+            }
+            if !rest.is_empty() {
+                out.push(parse_quote!(#[cfg_attr(#pred, #(#rest),*)]));
+            }
+        }
+        *attrs = out;
+    }
+    sig
+}
+
+/// For the first `#[cfg_attr(p, ...)]` that applies one of the attributes
+/// the enclosing `#[growable]` reads (`nosplit`, `growable`,
+/// `track_caller`), which rustc expands only after it: the function's
+/// attributes when `p` holds (with `#[cfg(p)]` and the attributes written
+/// out) and when it does not (with `#[cfg(not(p))]`).
+pub fn split_cfg_attr(attrs: &[Attribute]) -> Option<(Vec<Attribute>, Vec<Attribute>)> {
+    for (i, attr) in attrs.iter().enumerate() {
+        if !attr.path().is_ident("cfg_attr") {
+            continue;
+        }
+        let Ok(list) = attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) else {
+            continue;
+        };
+        let mut metas = list.into_iter();
+        let Some(pred) = metas.next() else { continue };
+        let applied: Vec<Meta> = metas.collect();
+        let ours = applied.iter().any(|m| {
+            m.path().segments.last().is_some_and(|s| {
+                s.ident == "nosplit" || s.ident == "growable" || s.ident == "track_caller"
+            })
+        });
+        if !ours {
+            continue;
+        }
+        let mut on = attrs.to_vec();
+        on.remove(i);
+        let written: Vec<Attribute> = applied.iter().map(|m| parse_quote!(#[#m])).collect();
+        on.splice(i..i, written);
+        on.push(parse_quote!(#[cfg(#pred)]));
+        let mut off = attrs.to_vec();
+        off.remove(i);
+        off.push(parse_quote!(#[cfg(not(#pred))]));
+        return Some((on, off));
+    }
+    None
 }
 
 fn param_attrs(input: &FnArg) -> &[Attribute] {

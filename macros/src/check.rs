@@ -20,19 +20,27 @@ pub fn is_track_caller(attr: &Attribute) -> bool {
     attr.path().is_ident("track_caller")
 }
 
-/// Whether `block` is already the output of `#[growable]` (its first
-/// statement reaches into `growstack::__private`, which user code never
-/// names): a second `#[growable]` under another name, or a `#[nosplit]`
+/// Whether `block` is already the output of `#[growable]`: its first
+/// statement is the check (`::growstack::__private::has_room..`) or the
+/// closure form's `::growstack::__private::argsN(..)`. A second
+/// `#[growable]` under a name the first did not know, or a `#[nosplit]`
 /// the enclosing block did not recognise, then sees it.
 pub fn is_instrumented(block: &syn::Block) -> bool {
     let Some(first) = block.stmts.first() else {
         return false;
     };
-    let mut found = false;
+    let mut idents = Vec::new();
     walk_idents(quote::ToTokens::to_token_stream(first), &mut |i| {
-        found |= i == "__private"
+        idents.push(i.to_string())
     });
-    found
+    idents.windows(3).any(|w| {
+        w[0] == "growstack"
+            && w[1] == "__private"
+            && (w[2].starts_with("has_room")
+                || w[2]
+                    .strip_prefix("args")
+                    .is_some_and(|n| n.parse::<u8>().is_ok()))
+    })
 }
 
 /// Calls `f` on every identifier in `tokens`, inside groups too.
@@ -53,7 +61,7 @@ pub fn collect_idents(tokens: proc_macro2::TokenStream, seen: &mut HashSet<Strin
     for t in tokens {
         match t {
             proc_macro2::TokenTree::Ident(i) => {
-                seen.insert(i.to_string());
+                seen.insert(syn::ext::IdentExt::unraw(&i).to_string());
             }
             proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), seen),
             proc_macro2::TokenTree::Literal(l) => {
@@ -178,69 +186,34 @@ pub fn signature(sig: &Signature) -> syn::Result<()> {
 }
 
 /// Errors for each call of `name` to itself inside `block`: a `#[nosplit]`
-/// function has no check, so recursion in it could overflow.
-pub fn nosplit_recursion(name: &syn::Ident, block: &syn::Block) -> Vec<syn::Error> {
-    let mut v = SelfCalls {
-        name,
-        errors: Vec::new(),
+/// function has no check, so recursion in it could overflow. `assoc`: the
+/// function is in an impl or a trait (see [`Calls`]).
+pub fn nosplit_recursion(name: &syn::Ident, block: &syn::Block, assoc: bool) -> Vec<syn::Error> {
+    let mut v = Calls {
+        assoc,
+        calls: Vec::new(),
     };
     v.visit_block(block);
-    v.errors
-}
-
-struct SelfCalls<'a> {
-    name: &'a syn::Ident,
-    errors: Vec<syn::Error>,
-}
-
-impl SelfCalls<'_> {
-    fn found(&mut self, span: &dyn quote::ToTokens) {
-        self.errors.push(syn::Error::new_spanned(
-            span,
-            format!(
-                "#[nosplit] function `{}` calls itself: without a stack check the recursion \
-                 can overflow; remove #[nosplit]",
-                self.name
-            ),
-        ));
-    }
-}
-
-impl<'ast> Visit<'ast> for SelfCalls<'_> {
-    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
-        if let syn::Expr::Path(p) = &*call.func {
-            let segs = &p.path.segments;
-            let direct = segs.len() == 1 && p.qself.is_none();
-            let via_self = segs.len() == 2 && segs[0].ident == "Self";
-            let qualified = p.qself.is_some() && !segs.is_empty();
-            if (direct || via_self || qualified)
-                && segs.last().is_some_and(|s| s.ident == *self.name)
-            {
-                self.found(call);
-            }
-        }
-        visit::visit_expr_call(self, call);
-    }
-
-    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
-        let on_self = matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("self"));
-        if on_self && call.method == *self.name {
-            self.found(call);
-        }
-        visit::visit_expr_method_call(self, call);
-    }
-
-    // Nested items are other functions.
-    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    v.calls
+        .into_iter()
+        .filter(|(callee, _)| callee == name)
+        .map(|(_, at)| {
+            syn::Error::new_spanned(
+                at,
+                format!(
+                    "#[nosplit] function `{name}` calls itself: without a stack check the \
+                     recursion can overflow; remove #[nosplit]"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Errors for each cycle of calls among the functions of one annotated
 /// block that have no check (`#[nosplit]` and `#[track_caller]` ones):
 /// such a cycle is recursion without a check, as a self-call is. Calls are
-/// found by name (`g(..)`, `Self::g(..)`, `self::g(..)`, `<T as Tr>::g(..)`,
-/// `self.g(..)`), so calls through other functions, closures, function
-/// pointers or trait objects are not seen.
-pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)]) -> Vec<syn::Error> {
+/// found as [`Calls`] finds them.
+pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)], assoc: bool) -> Vec<syn::Error> {
     let index: HashMap<String, usize> = leaves
         .iter()
         .enumerate()
@@ -250,7 +223,10 @@ pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)]) -> Vec<syn::Error> {
     let edges: Vec<Vec<(usize, proc_macro2::TokenStream)>> = leaves
         .iter()
         .map(|(name, block)| {
-            let mut v = Calls { calls: Vec::new() };
+            let mut v = Calls {
+                assoc,
+                calls: Vec::new(),
+            };
             v.visit_block(block);
             v.calls
                 .into_iter()
@@ -304,8 +280,13 @@ pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)]) -> Vec<syn::Error> {
     errors
 }
 
-/// The calls by name in a body, outside nested items.
+/// The calls by name in a body, outside nested items, that may be calls
+/// of a function of the same block: in an impl or a trait (`assoc`),
+/// `Self::g(..)`, `<Self as Tr>::g(..)` and `self.g(..)`; in a module, `g(..)`
+/// and `self::g(..)`. Other paths (`crate::m::g`, `<T as Tr>::g`) and calls
+/// through closures, function pointers or trait objects are not seen.
 struct Calls {
+    assoc: bool,
     calls: Vec<(syn::Ident, proc_macro2::TokenStream)>,
 }
 
@@ -313,12 +294,17 @@ impl<'ast> Visit<'ast> for Calls {
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         if let syn::Expr::Path(p) = &*call.func {
             let segs = &p.path.segments;
-            let direct = segs.len() == 1 && p.qself.is_none();
-            let prefixed = segs.len() == 2 && (segs[0].ident == "Self" || segs[0].ident == "self");
-            let qualified = p.qself.is_some() && !segs.is_empty();
-            if (direct || prefixed || qualified)
-                && let Some(last) = segs.last()
-            {
+            let qself_is_self = p
+                .qself
+                .as_ref()
+                .is_some_and(|q| matches!(&*q.ty, syn::Type::Path(t) if t.path.is_ident("Self")));
+            let ours = if self.assoc {
+                (p.qself.is_none() && segs.len() == 2 && segs[0].ident == "Self") || qself_is_self
+            } else {
+                p.qself.is_none()
+                    && (segs.len() == 1 || (segs.len() == 2 && segs[0].ident == "self"))
+            };
+            if ours && let Some(last) = segs.last() {
                 self.calls
                     .push((last.ident.clone(), quote::ToTokens::to_token_stream(call)));
             }
@@ -327,12 +313,13 @@ impl<'ast> Visit<'ast> for Calls {
     }
 
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
-        if matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("self")) {
+        if self.assoc && matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("self")) {
             self.calls
                 .push((call.method.clone(), quote::ToTokens::to_token_stream(call)));
         }
         visit::visit_expr_method_call(self, call);
     }
 
+    // Nested items are other functions.
     fn visit_item(&mut self, _: &'ast syn::Item) {}
 }

@@ -27,7 +27,7 @@ pub fn expand(entry: Entry, args: TokenStream, input: TokenStream) -> TokenStrea
     match try_expand(entry, args, input) {
         Ok(tokens) => tokens,
         Err(err) => {
-            let mut tokens = err.to_compile_error();
+            let mut tokens = crate::diag::to_compile_error(err);
             if is_main {
                 // A rejected `main` is gone: without a stand-in, rustc would
                 // add "`main` function not found" to the one error that

@@ -10,9 +10,9 @@
 //! parameters, patterns included. Parameters and locals drop in the plain
 //! order, on return and on unwind. `return`, `?`, labels, `impl Trait`,
 //! lifetimes and the user's lint attributes behave as in the plain
-//! function. An unused parameter is still reported when its name appears
-//! nowhere in the body. Items in the body exist once. Nothing in the
-//! expansion can resolve to a user's name, or the other way round.
+//! function; so do `dead_code`, `unused_variables` and `unused_mut`. Items
+//! in the body exist once. Nothing in the expansion can resolve to a
+//! user's name, or the other way round.
 //!
 //! The only observable differences:
 //!
@@ -23,7 +23,18 @@
 //! - `#[track_caller]` functions are never instrumented: the caller's
 //!   location cannot cross a switch of stacks on stable Rust. In a block
 //!   one is left as written (it runs in the red zone like any callee);
-//!   `#[growable]` on one alone is a compile error.
+//!   `#[growable]` on one alone is a compile error;
+//! - lints the re-call's use of every parameter hides: "value passed to
+//!   `k` is never read" for a parameter overwritten before it is read, and
+//!   "unused variable" when the body also invokes a macro std does not
+//!   define (see `unused_parameters`);
+//! - compile errors where the plain function compiles, each for a reason
+//!   the attribute cannot see past: an associated function annotated alone
+//!   that never mentions `Self` (below); in the closure form, a closure
+//!   returned as `impl Fn(&T)` needs its parameter types written (the
+//!   closure's return type is `_`); `#[cfg]` on more than four parameters
+//!   or on a generic parameter; edition 2015 parameters or locals named
+//!   `async`, `await`, `dyn` or `try` (syn parses edition 2018 and later).
 //!
 //! # Two forms, one contract
 //!
@@ -92,6 +103,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::{
     Attribute, Block, FnArg, Ident, ImplItem, Item, Pat, ReturnType, Signature, TraitItem, Type,
     parse_quote,
@@ -200,7 +212,8 @@ pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
             if let Some(attr) = f.attrs.iter().find(|a| check::is_growable(a)) {
                 errors.push(both_attributes(attr));
             }
-            errors.extend(check::nosplit_recursion(&f.sig.ident, &f.block));
+            let assoc = is_associated(&f.sig, &f.block);
+            errors.extend(check::nosplit_recursion(&f.sig.ident, &f.block, assoc));
         }
         Ok(item) => errors.push(syn::Error::new_spanned(
             item_head(&item),
@@ -220,7 +233,7 @@ enum Ctx {
     /// In an annotated inline `mod`: `self::f`.
     Mod,
     /// In an inherent impl: `Self::f`, named `Type::f`.
-    Inherent { self_ty: String },
+    Inherent { self_ty: String, is_dyn: bool },
     /// In a trait impl: `<Self as Trait>::f`, named `Type::f`.
     TraitImpl {
         self_ty: String,
@@ -234,25 +247,62 @@ enum Ctx {
 }
 
 impl Ctx {
-    /// The path that names this very function, if there is one.
-    fn recall_path(&self, f: &Ident) -> Option<TokenStream> {
+    /// The path that names this very function beyond doubt, if there is
+    /// one, and the re-call through it would return the same type.
+    fn recall_path(&self, sig: &Signature) -> Option<TokenStream> {
+        let f = &sig.ident;
+        // Names a parameter, or a generic parameter, of this function hides.
+        let hidden_by_params = |names: &[&Ident]| {
+            sig.inputs.iter().any(|input| {
+                matches!(input, FnArg::Typed(pt)
+                    if matches!(&*pt.pat, Pat::Ident(p) if names.iter().any(|n| p.ident == **n)))
+            }) || sig.generics.params.iter().any(|g| {
+                let id = match g {
+                    syn::GenericParam::Type(t) => &t.ident,
+                    syn::GenericParam::Const(c) => &c.ident,
+                    syn::GenericParam::Lifetime(_) => return false,
+                };
+                names.contains(&id)
+            })
+        };
         match self {
-            Ctx::Alone { free: true } => Some(quote!(#f)),
+            Ctx::Alone { free: true } => (!hidden_by_params(&[f])).then(|| quote!(#f)),
             Ctx::Alone { free: false } => None,
             Ctx::Mod => Some(quote!(self::#f)),
+            // `Self::f` on `dyn Trait` may also be the trait's method.
+            Ctx::Inherent { is_dyn: true, .. } => None,
             Ctx::Inherent { .. } => Some(quote!(Self::#f)),
             // `Drop::drop` cannot be called; the trait may be renamed.
             Ctx::TraitImpl { .. } if f == "drop" => None,
             Ctx::TraitImpl { trait_path, .. } | Ctx::TraitDef { trait_path, .. } => {
-                Some(quote!(<Self as #trait_path>::#f))
+                // A re-call through the trait returns the trait's opaque
+                // type, which the method's own body may not (E0792).
+                if returns_impl(&sig.output) {
+                    return None;
+                }
+                let mut names = Vec::new();
+                check::walk_idents(trait_path.clone(), &mut |i| names.push(i.clone()));
+                let names: Vec<&Ident> = names.iter().collect();
+                (!hidden_by_params(&names)).then(|| quote!(<Self as #trait_path>::#f))
             }
+        }
+    }
+
+    /// Whether functions here are associated (in an impl or a trait).
+    fn is_assoc(&self) -> bool {
+        match self {
+            Ctx::Alone { free } => !free,
+            Ctx::Mod => false,
+            Ctx::Inherent { .. } | Ctx::TraitImpl { .. } | Ctx::TraitDef { .. } => true,
         }
     }
 
     fn display_name(&self, f: &Ident) -> String {
         match self {
             Ctx::Alone { .. } | Ctx::Mod => f.to_string(),
-            Ctx::Inherent { self_ty } | Ctx::TraitImpl { self_ty, .. } => format!("{self_ty}::{f}"),
+            Ctx::Inherent { self_ty, .. } | Ctx::TraitImpl { self_ty, .. } => {
+                format!("{self_ty}::{f}")
+            }
             Ctx::TraitDef { name, .. } => format!("{name}::{f}"),
         }
     }
@@ -269,7 +319,10 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                     self_ty,
                     trait_path: path.to_token_stream(),
                 },
-                None => Ctx::Inherent { self_ty },
+                None => Ctx::Inherent {
+                    self_ty,
+                    is_dyn: matches!(&*imp.self_ty, Type::TraitObject(_)),
+                },
             };
             let mut leaves = Vec::new();
             let mut items = Vec::new();
@@ -295,7 +348,7 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                 }
             }
             imp.items = items;
-            errors.extend(check::nosplit_cycles(&leaves));
+            errors.extend(check::nosplit_cycles(&leaves, true));
         }
         Item::Trait(tr) => {
             let ident = &tr.ident;
@@ -329,7 +382,7 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                 }
             }
             tr.items = items;
-            errors.extend(check::nosplit_cycles(&leaves));
+            errors.extend(check::nosplit_cycles(&leaves, true));
         }
         Item::Mod(m) => {
             let Some((_, content)) = &mut m.content else {
@@ -381,7 +434,7 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                 }
             }
             *content = items;
-            errors.extend(check::nosplit_cycles(&leaves));
+            errors.extend(check::nosplit_cycles(&leaves, false));
         }
         Item::Verbatim(tokens) if looks_like_fn(tokens) => errors.push(syn::Error::new_spanned(
             &*tokens,
@@ -439,6 +492,17 @@ fn member(
     if check::is_instrumented(block) {
         return unchanged(attrs, sig, block);
     }
+    if let Some((on, off)) = cfg_params::split_cfg_attr(attrs) {
+        // `#[cfg_attr(p, nosplit)]` and the like: one copy per case.
+        let mut out = Vec::new();
+        for mut attrs in [on, off] {
+            let (mut sig, mut block) = (sig.clone(), block.clone());
+            out.extend(member(
+                &mut attrs, &mut sig, &mut block, ctx, args, errors, leaves,
+            ));
+        }
+        return out;
+    }
     let nosplit = attrs.iter().position(check::is_nosplit);
     let growable = attrs.iter().any(check::is_growable);
     if let Some(n) = nosplit {
@@ -455,14 +519,14 @@ fn member(
                 "#[nosplit] takes no arguments",
             ));
         }
-        errors.extend(check::nosplit_recursion(&sig.ident, block));
+        errors.extend(check::nosplit_recursion(&sig.ident, block, ctx.is_assoc()));
         leaves.push((sig.ident.clone(), block.clone()));
         return unchanged(attrs, sig, block);
     }
     let args = own_args(attrs, args, errors);
     if attrs.iter().any(check::is_track_caller) {
         // Left as written (see the module docs).
-        errors.extend(check::nosplit_recursion(&sig.ident, block));
+        errors.extend(check::nosplit_recursion(&sig.ident, block, ctx.is_assoc()));
         leaves.push((sig.ident.clone(), block.clone()));
         return unchanged(attrs, sig, block);
     }
@@ -523,17 +587,9 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
             matches!(&*pt.pat, Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none())
         }
     });
-    // A bare `f` would name a parameter or a const parameter called `f`.
-    let shadowed = matches!(ctx, Ctx::Alone { .. })
-        && (sig.inputs.iter().any(|input| {
-            matches!(input, FnArg::Typed(pt) if matches!(&*pt.pat, Pat::Ident(p) if p.ident == f))
-        }) || sig
-            .generics
-            .const_params()
-            .any(|c| c.ident == f));
     let recall = ctx
-        .recall_path(&f)
-        .filter(|_| plain_params && !shadowed && !out_of_line && !returns_impl(&sig.output));
+        .recall_path(sig)
+        .filter(|_| plain_params && !out_of_line);
 
     *block = match recall {
         Some(path) => recall_form(sig, block, path, desc, check, diverges),
@@ -584,15 +640,29 @@ fn recall_form(
     // span: braces of the user's span would read to rustc as unnecessary
     // braces around a single expression.
     let stmts = &block.stmts;
-    let block = quote!({ #(#stmts)* });
-    parse_quote! {{
-        if !#check && !::growstack::__private::take_bypass::<()>() {
-            #desc
-            #slow
-        }
-        #(#unused)*
-        #block
-    }}
+    let inner = quote!({ #(#stmts)* });
+    with_braces_of(
+        block,
+        quote! {
+            if !#check && !::growstack::__private::take_bypass::<()>() {
+                #desc
+                #slow
+            }
+            #(#unused)*
+            #inner
+        },
+    )
+}
+
+/// A block of `stmts` with the braces of the user's `block`. rustc reads
+/// them (a function whose body's braces come from an expansion gets no
+/// `dead_code` warning).
+fn with_braces_of(block: &Block, stmts: TokenStream) -> Block {
+    Block {
+        brace_token: block.brace_token,
+        stmts: syn::parse::Parser::parse2(Block::parse_within, stmts)
+            .expect("the expansion is a list of statements"),
+    }
 }
 
 /// The closure form: the body in a closure with the function's own
@@ -606,16 +676,38 @@ fn closure_form(
     out_of_line: bool,
 ) -> syn::Result<Block> {
     let span = sig.ident.span();
+    // Hidden names: a plain parameter keeps its name (rustdoc shows it),
+    // a pattern gets `argN` (`argN_1`, .. while a parameter has that name).
+    let names: Vec<String> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(p) => Some(p.ident.unraw().to_string()),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
     let mut hidden = Vec::new();
     let mut params = Vec::new();
     for (i, input) in sig.inputs.iter_mut().enumerate() {
         let FnArg::Typed(pt) = input else { continue };
-        let id = match &*pt.pat {
+        let name = match &*pt.pat {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
-                Ident::new(&p.ident.to_string(), Span::mixed_site())
+                p.ident.unraw().to_string()
             }
-            _ => format_ident!("arg{}", i, span = Span::mixed_site()),
+            _ => {
+                let mut name = format!("arg{i}");
+                let mut k = 0;
+                while names.contains(&name) {
+                    k += 1;
+                    name = format!("arg{i}_{k}");
+                }
+                name
+            }
         };
+        let id = hidden_ident(&name);
         let pat = core::mem::replace(&mut *pt.pat, parse_quote!(#id));
         let attrs = core::mem::take(&mut pt.attrs);
         params.push(quote!(#(#attrs)* #pat));
@@ -675,29 +767,42 @@ fn closure_form(
             ::growstack::__private::unreachable!()
         },
     };
-    Ok(parse_quote! {{
-        let #body = ::growstack::__private::#helper(#(&#hidden,)* |#(#params),*| #ret #closure_body);
-        if !#check {
-            #desc
-            #slow
-        }
-        #fast
-    }})
+    Ok(with_braces_of(
+        block,
+        quote! {
+            let #body = ::growstack::__private::#helper(#(&#hidden,)* |#(#params),*| #ret #closure_body);
+            if !#check {
+                #desc
+                #slow
+            }
+            #fast
+        },
+    ))
 }
 
-/// Whether a receiver holds `Self` by value (`self`, `mut self`,
-/// `self: Self`, `self: Box<Self>`), so that the body may move fields out.
+/// A hygienic identifier for a hidden parameter, raw if `name` is a
+/// keyword in any edition (the span's edition is the macro crate's, 2024:
+/// `gen` is a keyword there, not in the user's 2021 code).
+fn hidden_ident(name: &str) -> Ident {
+    const KEYWORDS: &[&str] = &[
+        "as", "break", "const", "continue", "else", "enum", "extern", "false", "fn", "for", "if",
+        "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return",
+        "static", "struct", "trait", "true", "type", "unsafe", "use", "where", "while", "async",
+        "await", "dyn", "abstract", "become", "box", "do", "final", "macro", "override", "priv",
+        "typeof", "unsized", "virtual", "yield", "try", "gen",
+    ];
+    if KEYWORDS.contains(&name) {
+        Ident::new_raw(name, Span::mixed_site())
+    } else {
+        Ident::new(name, Span::mixed_site())
+    }
+}
+
+/// Whether a receiver holds its value (`self`, `mut self`, `self: Box<Self>`,
+/// `self: Wrapper`: no `&` in its type), so that the body may move fields
+/// out of it.
 fn owns_self(r: &syn::Receiver) -> bool {
-    if r.reference.is_some() {
-        return false;
-    }
-    match &*r.ty {
-        Type::Path(p) => p.path.segments.last().is_some_and(|s| {
-            s.ident == "Self"
-                || (s.ident == "Box" && !r.ty.to_token_stream().to_string().contains('&'))
-        }),
-        _ => false,
-    }
+    r.reference.is_none() && !r.ty.to_token_stream().to_string().contains('&')
 }
 
 /// `::<T, N>` for the function's own type and const parameters.
@@ -735,8 +840,8 @@ fn unused_parameters(sig: &Signature, block: &Block) -> Vec<TokenStream> {
         .iter()
         .filter_map(|input| match input {
             FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(p) if !p.ident.to_string().starts_with('_') => {
-                    (!seen.contains(&p.ident.to_string())).then(|| {
+                Pat::Ident(p) if !p.ident.unraw().to_string().starts_with('_') => {
+                    (!seen.contains(&p.ident.unraw().to_string())).then(|| {
                         let id = &p.ident;
                         let attrs = &pt.attrs;
                         quote!(#(#attrs)* let #id = ::growstack::__private::Unused;)
@@ -849,7 +954,7 @@ fn item_head(item: &Item) -> TokenStream {
 /// The item as it is, followed by one `compile_error!` per error.
 fn with_errors(mut tokens: TokenStream, errors: Vec<syn::Error>) -> TokenStream {
     for err in errors {
-        tokens.extend(err.to_compile_error());
+        tokens.extend(crate::diag::to_compile_error(err));
     }
     tokens
 }

@@ -11,6 +11,7 @@
 mod args;
 mod cfg_params;
 mod check;
+mod diag;
 mod entry;
 mod expand;
 mod frame;

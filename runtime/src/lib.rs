@@ -41,7 +41,7 @@ pub mod __private {
     pub use crate::task::runtime::dump_runtimes;
     // Expansions name these through `::growstack::__private`, never
     // `::core`: in edition 2015 `::core` is a path from the crate root.
-    pub use core::{file, line, module_path, unreachable};
+    pub use core::{compile_error, file, line, module_path, unreachable};
 
     /// The value of the unused binding that keeps rustc's warning about an
     /// unused parameter (the re-call uses every parameter).
