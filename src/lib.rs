@@ -203,6 +203,9 @@
 /// - At most four parameters with `#[cfg]` (the function is written once
 ///   per combination) and, when the body runs as a closure, at most 16
 ///   parameters.
+/// - In an annotated trait impl, a method whose signature is more general
+///   than the trait's (a longer lifetime, a weaker bound) does not compile:
+///   annotate that method alone.
 /// - The expansion names the crate `::growstack`: a renamed dependency
 ///   does not work.
 ///
@@ -253,9 +256,12 @@ pub use growstack_macros::growable;
 /// For tiny leaf functions on hot paths. Whatever a `#[nosplit]` function
 /// calls runs on the red zone until the next annotated call, so it must not
 /// recurse. Compile errors catch what the attribute can see: a call to
-/// itself (`f(..)`, `Self::f(..)`, `self.f(..)`), and a cycle of calls by
-/// name among the unchecked functions of one annotated block (`#[nosplit]`
-/// and `#[track_caller]` ones). Recursion through other functions,
+/// itself (in a module `f(..)` or `self::f(..)` where no local is named
+/// `f`; in an impl or a trait `Self::f(..)`, `<Self as Tr>::f(..)` or
+/// `self.f(..)`, also when an inherent method of the same name is what
+/// they call: write `Type::f(self)` there), and a cycle of such calls
+/// among the unchecked functions of one annotated block (`#[nosplit]` and
+/// `#[track_caller]` ones). Recursion through other paths or functions,
 /// closures, function pointers or trait objects is not seen. Write it as
 /// `#[nosplit]` or `#[growstack::nosplit]`: under another name the
 /// enclosing `#[growable]` does not recognise it (a compile error says so).
@@ -305,6 +311,23 @@ pub use growstack_macros::nosplit;
 /// ```
 #[cfg(doctest)]
 pub struct Edition2015;
+
+/// `#[growstack::main]`'s own bindings are hygienic: the body's names are
+/// its own.
+///
+/// ```
+/// fn runtime() -> &'static str {
+///     "the user's"
+/// }
+///
+/// #[growstack::main]
+/// fn main() {
+///     let result = runtime();
+///     assert_eq!(result, "the user's");
+/// }
+/// ```
+#[cfg(doctest)]
+pub struct MainHygiene;
 
 /// Runs `main` as a task on a runtime with the default settings
 /// ([`Runtime::new`]), so that `main` can spawn tasks and block on them.

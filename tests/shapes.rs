@@ -788,3 +788,151 @@ fn a_body_starting_with_a_private_module_is_instrumented() {
     // look already instrumented, and it was left without a check.
     assert_eq!(on_small_stack(|| starts_with_private(DEPTH)), DEPTH);
 }
+
+// --- Shapes from the second review ------------------------------------------
+
+struct Items {
+    items: Vec<u32>,
+}
+
+impl<'a> IntoIterator for &'a mut Items {
+    type Item = &'a mut u32;
+    type IntoIter = std::slice::IterMut<'a, u32>;
+
+    // A by-value receiver holding a `&'a mut`, reborrowed for `'a`.
+    #[growable]
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter_mut()
+    }
+}
+
+struct Holder<'a> {
+    r: &'a mut (u32, u32),
+}
+
+impl<'a> Holder<'a> {
+    #[growable]
+    fn into_x(self) -> &'a mut u32 {
+        &mut self.r.0
+    }
+}
+
+trait Greet {
+    fn greet(&self, who: &'static str) -> usize;
+}
+
+impl Greet for Items {
+    // More general than the trait's signature: annotated alone (the
+    // closure form), not through the trait.
+    #[growable]
+    fn greet(&self, who: &str) -> usize {
+        who.len() + self.items.len()
+    }
+}
+
+static TOKENS_DROPPED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+struct Token;
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        TOKENS_DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[growable]
+#[allow(non_snake_case)]
+fn needs_token(Token: Token, n: u32) -> u32 {
+    n + 1
+}
+
+macro_rules! numbers {
+    () => { impl Iterator<Item = u32> };
+}
+
+impl Items {
+    #[growable]
+    fn numbers(&self, n: u32) -> numbers!() {
+        0..n + self.items.len() as u32
+    }
+}
+
+trait Shape {
+    fn area(&self) -> u32;
+}
+
+impl Shape for u8 {
+    fn area(&self) -> u32 {
+        u32::from(*self)
+    }
+}
+
+#[growable]
+#[allow(unused_parens)]
+impl (dyn Shape) {
+    #[allow(dead_code)]
+    fn area(&self) -> u32 {
+        0
+    }
+
+    fn doubled(&self) -> u32 {
+        Shape::area(self) * 2
+    }
+}
+
+#[growable]
+fn body_named_param(__growstack_body: u32, (a, _): (u32, u32)) -> u32 {
+    __growstack_body + a
+}
+
+struct Nested;
+
+#[growable]
+impl Nested {
+    #[cfg_attr(all(unix), cfg_attr(unix, track_caller))]
+    fn location(&self) -> u32 {
+        std::panic::Location::caller().line()
+    }
+
+    #[cfg_attr(unix, cfg_attr(unix, nosplit))]
+    fn leaf(&self, #[cfg_attr(unix, cfg_attr(unix, cfg(windows)))] gone: u32) -> u32 {
+        7
+    }
+}
+
+#[test]
+fn second_review_shapes() {
+    always(vec![2, 3], || {
+        let mut items = Items { items: vec![1, 2] };
+        for x in &mut items {
+            *x += 1;
+        }
+        items.items
+    });
+    always(5, || {
+        let mut pair = (4, 0);
+        *Holder { r: &mut pair }.into_x() += 1;
+        pair.0
+    });
+    always(3 + 1, || Items { items: vec![1] }.greet("abc"));
+    always((8, 1), || {
+        let before = TOKENS_DROPPED.load(std::sync::atomic::Ordering::SeqCst);
+        let n = needs_token(Token, 7);
+        (
+            n,
+            TOKENS_DROPPED.load(std::sync::atomic::Ordering::SeqCst) - before,
+        )
+    });
+    always(vec![0, 1, 2], || {
+        Items { items: vec![1] }.numbers(2).collect::<Vec<_>>()
+    });
+    always(6, || {
+        let s: &dyn Shape = &3u8;
+        s.doubled()
+    });
+    always(3, || body_named_param(1, (2, 9)));
+    always((1, 7), || {
+        let line = line!();
+        (Nested.location() - line, Nested.leaf())
+    });
+}

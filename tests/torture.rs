@@ -925,3 +925,19 @@ fn nosplit_checks_and_conditional_attributes() {
         Conditional.location() - line
     });
 }
+
+// --- Lint expectations on parameters --------------------------------------------
+
+#[growable]
+fn expectations(
+    #[expect(unused_variables)] unused: u32,
+    #[expect(unused_mut)] mut never_mutated: u32,
+    n: u32,
+) -> u32 {
+    never_mutated + n
+}
+
+#[test]
+fn lint_expectations_on_parameters_hold() {
+    always(3, || expectations(0, 1, 2));
+}

@@ -4,6 +4,7 @@
 //! function per combination of the conditions, each copy with its own
 //! parameters and under the `#[cfg]` that selects it; one copy survives.
 
+use proc_macro2::TokenStream;
 use quote::quote;
 use syn::punctuated::Punctuated;
 use syn::{Attribute, FnArg, Meta, Signature, Token, parse_quote};
@@ -90,39 +91,59 @@ pub fn variants(
     Ok(out)
 }
 
-/// `sig` with each parameter's `#[cfg_attr(p, cfg(q), rest..)]` written as
-/// `#[cfg(any(not(p), q))]` and `#[cfg_attr(p, rest..)]`: the parameter
-/// exists unless `p` holds and `q` does not.
+/// A `#[cfg_attr(..)]` as the attributes it applies, each with the whole
+/// condition it needs: `cfg_attr(a, x, cfg_attr(b, y))` is `[(a, x),
+/// (all(a, b), y)]`. `None` for any other attribute.
+fn flatten(attr: &Attribute) -> Option<Vec<(TokenStream, Meta)>> {
+    fn walk(pred: TokenStream, meta: Meta, out: &mut Vec<(TokenStream, Meta)>) {
+        let nested = meta.path().is_ident("cfg_attr").then(|| {
+            meta.require_list()
+                .ok()?
+                .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+                .ok()
+        });
+        match nested.flatten() {
+            Some(list) => {
+                let mut metas = list.into_iter();
+                let Some(inner) = metas.next() else { return };
+                let pred = quote!(all(#pred, #inner));
+                for m in metas {
+                    walk(pred.clone(), m, out);
+                }
+            }
+            None => out.push((pred, meta)),
+        }
+    }
+    if !attr.path().is_ident("cfg_attr") {
+        return None;
+    }
+    let mut out = Vec::new();
+    walk(quote!(all()), attr.meta.clone(), &mut out);
+    Some(out)
+}
+
+/// `sig` with each parameter's `#[cfg_attr(p, cfg(q))]` (nested ones too)
+/// written as `#[cfg(any(not(p), q))]`: the parameter exists unless `p`
+/// holds and `q` does not. The other attributes a `cfg_attr` applies stay
+/// under their condition.
 fn normalize(sig: &Signature) -> Signature {
     let mut sig = sig.clone();
     for input in sig.inputs.iter_mut() {
         let attrs = param_attrs_mut(input);
         let mut out = Vec::new();
         for attr in attrs.drain(..) {
-            let parsed = attr
-                .path()
-                .is_ident("cfg_attr")
-                .then(|| attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated))
-                .and_then(Result::ok);
-            let Some(list) = parsed else {
+            let Some(applied) = flatten(&attr) else {
                 out.push(attr);
                 continue;
             };
-            let mut metas = list.into_iter();
-            let Some(pred) = metas.next() else {
-                out.push(attr);
-                continue;
-            };
-            let (cfgs, rest): (Vec<Meta>, Vec<Meta>) =
-                metas.partition(|m| m.path().is_ident("cfg"));
-            for cfg in cfgs {
-                if let Ok(list) = cfg.require_list() {
-                    let q = &list.tokens;
-                    out.push(parse_quote!(#[cfg(any(not(#pred), #q))]));
+            for (pred, meta) in applied {
+                match &meta {
+                    Meta::List(list) if list.path.is_ident("cfg") => {
+                        let q = &list.tokens;
+                        out.push(parse_quote!(#[cfg(any(not(#pred), #q))]));
+                    }
+                    _ => out.push(parse_quote!(#[cfg_attr(#pred, #meta)])),
                 }
-            }
-            if !rest.is_empty() {
-                out.push(parse_quote!(#[cfg_attr(#pred, #(#rest),*)]));
             }
         }
         *attrs = out;
@@ -130,37 +151,37 @@ fn normalize(sig: &Signature) -> Signature {
     sig
 }
 
-/// For the first `#[cfg_attr(p, ...)]` that applies one of the attributes
-/// the enclosing `#[growable]` reads (`nosplit`, `growable`,
-/// `track_caller`), which rustc expands only after it: the function's
-/// attributes when `p` holds (with `#[cfg(p)]` and the attributes written
-/// out) and when it does not (with `#[cfg(not(p))]`).
+/// For the first attribute the enclosing `#[growable]` reads (`nosplit`,
+/// `growable`, `track_caller`) that a `#[cfg_attr(p, ..)]` applies (nested
+/// ones too), which rustc expands only after it: the function's attributes
+/// when `p` holds (with `#[cfg(p)]` and the attribute written out) and
+/// when it does not (with `#[cfg(not(p))]`). The other attributes of that
+/// `cfg_attr` stay under their own conditions in both.
 pub fn split_cfg_attr(attrs: &[Attribute]) -> Option<(Vec<Attribute>, Vec<Attribute>)> {
     for (i, attr) in attrs.iter().enumerate() {
-        if !attr.path().is_ident("cfg_attr") {
-            continue;
-        }
-        let Ok(list) = attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) else {
+        let Some(applied) = flatten(attr) else {
             continue;
         };
-        let mut metas = list.into_iter();
-        let Some(pred) = metas.next() else { continue };
-        let applied: Vec<Meta> = metas.collect();
-        let ours = applied.iter().any(|m| {
+        let ours = |m: &Meta| {
             m.path().segments.last().is_some_and(|s| {
                 s.ident == "nosplit" || s.ident == "growable" || s.ident == "track_caller"
             })
-        });
-        if !ours {
+        };
+        let Some(k) = applied.iter().position(|(_, m)| ours(m)) else {
             continue;
-        }
+        };
+        let (pred, meta) = &applied[k];
+        let rest: Vec<Attribute> = applied
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .map(|(_, (p, m))| parse_quote!(#[cfg_attr(#p, #m)]))
+            .collect();
         let mut on = attrs.to_vec();
-        on.remove(i);
-        let written: Vec<Attribute> = applied.iter().map(|m| parse_quote!(#[#m])).collect();
-        on.splice(i..i, written);
+        on.splice(i..=i, rest.iter().cloned().chain([parse_quote!(#[#meta])]));
         on.push(parse_quote!(#[cfg(#pred)]));
         let mut off = attrs.to_vec();
-        off.remove(i);
+        off.splice(i..=i, rest);
         off.push(parse_quote!(#[cfg(not(#pred))]));
         return Some((on, off));
     }

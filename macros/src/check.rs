@@ -54,25 +54,47 @@ pub fn walk_idents(tokens: proc_macro2::TokenStream, f: &mut dyn FnMut(&proc_mac
     }
 }
 
-/// Adds the name of every identifier in `tokens` to `seen`.
-/// Words inside literals count too: `format!("{a}")` names `a` in its
-/// string.
-pub fn collect_idents(tokens: proc_macro2::TokenStream, seen: &mut HashSet<String>) {
-    for t in tokens {
-        match t {
-            proc_macro2::TokenTree::Ident(i) => {
-                seen.insert(syn::ext::IdentExt::unraw(&i).to_string());
+/// The names `block` may read a local by: single-segment paths (`x`,
+/// `x.len()`, `S { x }`), every identifier in a macro's input, and every
+/// word of its literals (`format!("{x:>width$}")`). A field or method
+/// named like a parameter (`v.len`) does not count.
+pub fn named_in(block: &syn::Block) -> HashSet<String> {
+    struct Names(HashSet<String>);
+    impl<'ast> Visit<'ast> for Names {
+        fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
+            if e.qself.is_none() && e.path.segments.len() == 1 {
+                let id = &e.path.segments[0].ident;
+                self.0.insert(syn::ext::IdentExt::unraw(id).to_string());
             }
-            proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), seen),
-            proc_macro2::TokenTree::Literal(l) => {
-                let text = l.to_string();
-                for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
-                    seen.insert(word.trim_start_matches("r#").to_string());
-                }
-            }
-            proc_macro2::TokenTree::Punct(_) => {}
+            visit::visit_expr_path(self, e);
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            macro_names(m.tokens.clone(), &mut self.0);
+            visit::visit_macro(self, m);
         }
     }
+    fn macro_names(tokens: proc_macro2::TokenStream, names: &mut HashSet<String>) {
+        for t in tokens {
+            match t {
+                proc_macro2::TokenTree::Ident(i) => {
+                    names.insert(syn::ext::IdentExt::unraw(&i).to_string());
+                }
+                proc_macro2::TokenTree::Group(g) => macro_names(g.stream(), names),
+                // Every word: a format string names arguments as `{x}`,
+                // `{:>width$}`, `{x:.prec$}`.
+                proc_macro2::TokenTree::Literal(l) => {
+                    let text = l.to_string();
+                    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                        names.insert(word.to_string());
+                    }
+                }
+                proc_macro2::TokenTree::Punct(_) => {}
+            }
+        }
+    }
+    let mut v = Names(HashSet::new());
+    v.visit_block(block);
+    v.0
 }
 
 /// Whether every macro `block` invokes is one of std's that cannot name a
@@ -188,13 +210,9 @@ pub fn signature(sig: &Signature) -> syn::Result<()> {
 /// Errors for each call of `name` to itself inside `block`: a `#[nosplit]`
 /// function has no check, so recursion in it could overflow. `assoc`: the
 /// function is in an impl or a trait (see [`Calls`]).
-pub fn nosplit_recursion(name: &syn::Ident, block: &syn::Block, assoc: bool) -> Vec<syn::Error> {
-    let mut v = Calls {
-        assoc,
-        calls: Vec::new(),
-    };
-    v.visit_block(block);
-    v.calls
+pub fn nosplit_recursion(sig: &syn::Signature, block: &syn::Block, assoc: bool) -> Vec<syn::Error> {
+    let name = &sig.ident;
+    calls(sig, block, assoc)
         .into_iter()
         .filter(|(callee, _)| callee == name)
         .map(|(_, at)| {
@@ -213,26 +231,22 @@ pub fn nosplit_recursion(name: &syn::Ident, block: &syn::Block, assoc: bool) -> 
 /// block that have no check (`#[nosplit]` and `#[track_caller]` ones):
 /// such a cycle is recursion without a check, as a self-call is. Calls are
 /// found as [`Calls`] finds them.
-pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)], assoc: bool) -> Vec<syn::Error> {
+pub fn nosplit_cycles(leaves: &[(syn::Signature, syn::Block)], assoc: bool) -> Vec<syn::Error> {
     let index: HashMap<String, usize> = leaves
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| (name.to_string(), i))
+        .map(|(i, (sig, _))| (sig.ident.to_string(), i))
         .collect();
     // Edges, with the call expression to point at.
     let edges: Vec<Vec<(usize, proc_macro2::TokenStream)>> = leaves
         .iter()
-        .map(|(name, block)| {
-            let mut v = Calls {
-                assoc,
-                calls: Vec::new(),
-            };
-            v.visit_block(block);
-            v.calls
+        .map(|(sig, block)| {
+            let name = &sig.ident;
+            calls(sig, block, assoc)
                 .into_iter()
                 .filter_map(|(callee, at)| {
                     let j = *index.get(&callee.to_string())?;
-                    (leaves[j].0 != *name).then_some((j, at))
+                    (leaves[j].0.ident != *name).then_some((j, at))
                 })
                 .collect()
         })
@@ -252,7 +266,7 @@ pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)], assoc: bool) -> Vec<s
                 if *to == start {
                     let names: Vec<String> = path
                         .iter()
-                        .map(|(i, _)| format!("`{}`", leaves[*i].0))
+                        .map(|(i, _)| format!("`{}`", leaves[*i].0.ident))
                         .collect();
                     errors.push(syn::Error::new_spanned(
                         at,
@@ -262,7 +276,7 @@ pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)], assoc: bool) -> Vec<s
                              (or #[track_caller], which also leaves a function unchecked) \
                              from one of them",
                             names.join(" -> "),
-                            leaves[start].0
+                            leaves[start].0.ident
                         ),
                     ));
                 } else if *to > start && !on_path[*to] {
@@ -287,7 +301,38 @@ pub fn nosplit_cycles(leaves: &[(syn::Ident, syn::Block)], assoc: bool) -> Vec<s
 /// through closures, function pointers or trait objects are not seen.
 struct Calls {
     assoc: bool,
+    /// Names a parameter or a binding in the body takes: a bare call of
+    /// one of them is a closure or a function pointer, not the function.
+    locals: HashSet<String>,
     calls: Vec<(syn::Ident, proc_macro2::TokenStream)>,
+}
+
+/// The calls [`Calls`] sees in `block`, the body of `sig`.
+fn calls(
+    sig: &syn::Signature,
+    block: &syn::Block,
+    assoc: bool,
+) -> Vec<(syn::Ident, proc_macro2::TokenStream)> {
+    struct Bindings(HashSet<String>);
+    impl<'ast> Visit<'ast> for Bindings {
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            self.0.insert(p.ident.to_string());
+            visit::visit_pat_ident(self, p);
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut b = Bindings(HashSet::new());
+    for input in &sig.inputs {
+        b.visit_fn_arg(input);
+    }
+    b.visit_block(block);
+    let mut v = Calls {
+        assoc,
+        locals: b.0,
+        calls: Vec::new(),
+    };
+    v.visit_block(block);
+    v.calls
 }
 
 impl<'ast> Visit<'ast> for Calls {
@@ -302,7 +347,8 @@ impl<'ast> Visit<'ast> for Calls {
                 (p.qself.is_none() && segs.len() == 2 && segs[0].ident == "Self") || qself_is_self
             } else {
                 p.qself.is_none()
-                    && (segs.len() == 1 || (segs.len() == 2 && segs[0].ident == "self"))
+                    && ((segs.len() == 1 && !self.locals.contains(&segs[0].ident.to_string()))
+                        || (segs.len() == 2 && segs[0].ident == "self"))
             };
             if ours && let Some(last) = segs.last() {
                 self.calls

@@ -80,20 +80,23 @@ fn try_expand(entry: Entry, args: TokenStream, input: TokenStream) -> syn::Resul
     let start = quote_spanned! {sig.span()=>
         ::growstack::Runtime::new().expect("growstack: cannot start the runtime")
     };
+    // Hygienic: the body cannot see these, nor they its names.
+    let runtime = syn::Ident::new("runtime", proc_macro2::Span::mixed_site());
+    let result = syn::Ident::new("result", proc_macro2::Span::mixed_site());
     Ok(match entry {
         // Like Go: when main returns the process exits, whatever other
         // tasks still do, so the runtime is not shut down and joined.
         Entry::Main => quote! {
             #(#attrs)*
             #vis #sig {
-                let runtime = #start;
-                let result = runtime.block_on(move || #closure_ret #block);
-                ::core::mem::forget(runtime);
-                result
+                let #runtime = #start;
+                let #result = #runtime.block_on(move || #closure_ret #block);
+                ::growstack::__private::forget(#runtime);
+                #result
             }
         },
         Entry::Test => quote! {
-            #[::core::prelude::v1::test]
+            #[::growstack::__private::test]
             #(#attrs)*
             #vis #sig {
                 #start.block_on(move || #closure_ret #block)

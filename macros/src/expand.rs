@@ -34,7 +34,14 @@
 //!   returned as `impl Fn(&T)` needs its parameter types written (the
 //!   closure's return type is `_`); `#[cfg]` on more than four parameters
 //!   or on a generic parameter; edition 2015 parameters or locals named
-//!   `async`, `await`, `dyn` or `try` (syn parses edition 2018 and later).
+//!   `async`, `await`, `dyn` or `try` (syn parses edition 2018 and later);
+//!   in an annotated trait impl, a method whose signature is more general
+//!   than the trait's (a longer lifetime, a weaker bound) is re-called
+//!   through the trait and checked against the trait's (annotate it alone
+//!   instead); in an inherent impl on an alias of a trait object, a method
+//!   named like one of the trait's (`Self::f` is ambiguous);
+//! - a parameter's `#[expect(lint)]` acts as `#[allow(lint)]` in the
+//!   re-call form (the re-call would leave it unfulfilled).
 //!
 //! # Two forms, one contract
 //!
@@ -160,7 +167,9 @@ pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
                         let mut f = f.clone();
                         f.attrs = attrs;
                         f.sig = sig;
-                        if let Err(err) = instrument(&mut f.sig, &mut f.block, &ctx, args) {
+                        if let Err(err) =
+                            instrument(&mut f.attrs, &mut f.sig, &mut f.block, &ctx, args)
+                        {
                             errors.push(err);
                         }
                         f.to_tokens(&mut out);
@@ -213,7 +222,7 @@ pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
                 errors.push(both_attributes(attr));
             }
             let assoc = is_associated(&f.sig, &f.block);
-            errors.extend(check::nosplit_recursion(&f.sig.ident, &f.block, assoc));
+            errors.extend(check::nosplit_recursion(&f.sig, &f.block, assoc));
         }
         Ok(item) => errors.push(syn::Error::new_spanned(
             item_head(&item),
@@ -321,7 +330,7 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                 },
                 None => Ctx::Inherent {
                     self_ty,
-                    is_dyn: matches!(&*imp.self_ty, Type::TraitObject(_)),
+                    is_dyn: is_trait_object(&imp.self_ty),
                 },
             };
             let mut leaves = Vec::new();
@@ -484,7 +493,7 @@ fn member(
     ctx: &Ctx,
     args: Args,
     errors: &mut Vec<syn::Error>,
-    leaves: &mut Vec<(Ident, Block)>,
+    leaves: &mut Vec<(Signature, Block)>,
 ) -> Vec<Member> {
     let unchanged = |attrs: &Vec<Attribute>, sig: &Signature, block: &Block| {
         vec![(attrs.clone(), sig.clone(), block.clone())]
@@ -519,15 +528,15 @@ fn member(
                 "#[nosplit] takes no arguments",
             ));
         }
-        errors.extend(check::nosplit_recursion(&sig.ident, block, ctx.is_assoc()));
-        leaves.push((sig.ident.clone(), block.clone()));
+        errors.extend(check::nosplit_recursion(sig, block, ctx.is_assoc()));
+        leaves.push((sig.clone(), block.clone()));
         return unchanged(attrs, sig, block);
     }
     let args = own_args(attrs, args, errors);
     if attrs.iter().any(check::is_track_caller) {
         // Left as written (see the module docs).
-        errors.extend(check::nosplit_recursion(&sig.ident, block, ctx.is_assoc()));
-        leaves.push((sig.ident.clone(), block.clone()));
+        errors.extend(check::nosplit_recursion(sig, block, ctx.is_assoc()));
+        leaves.push((sig.clone(), block.clone()));
         return unchanged(attrs, sig, block);
     }
     let variants = match cfg_params::variants(attrs, sig) {
@@ -539,9 +548,9 @@ fn member(
     };
     variants
         .into_iter()
-        .map(|(attrs, mut sig)| {
+        .map(|(mut attrs, mut sig)| {
             let mut block = block.clone();
-            if let Err(err) = instrument(&mut sig, &mut block, ctx, args) {
+            if let Err(err) = instrument(&mut attrs, &mut sig, &mut block, ctx, args) {
                 errors.push(err);
             }
             (attrs, sig, block)
@@ -551,7 +560,13 @@ fn member(
 
 /// Puts the check and the slow path in front of `block`, in the form the
 /// module docs describe.
-fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> syn::Result<()> {
+fn instrument(
+    attrs: &mut Vec<Attribute>,
+    sig: &mut Signature,
+    block: &mut Block,
+    ctx: &Ctx,
+    args: Args,
+) -> syn::Result<()> {
     check::signature(sig)?;
     let estimate = args.frame.unwrap_or_else(|| frame::estimate(block));
     let out_of_line = args.frame.is_some() || estimate > frame::OUT_OF_LINE;
@@ -583,16 +598,22 @@ fn instrument(sig: &mut Signature, block: &mut Block, ctx: &Ctx, args: Args) -> 
 
     let plain_params = sig.inputs.iter().all(|input| match input {
         FnArg::Receiver(_) => true,
-        FnArg::Typed(pt) => {
-            matches!(&*pt.pat, Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none())
-        }
+        FnArg::Typed(pt) => matches!(&*pt.pat, Pat::Ident(p) if is_binding(p)),
     });
     let recall = ctx
         .recall_path(sig)
         .filter(|_| plain_params && !out_of_line);
 
     *block = match recall {
-        Some(path) => recall_form(sig, block, path, desc, check, diverges),
+        Some(path) => {
+            expect_to_allow(sig);
+            let unused = unused_parameters(sig, block);
+            if unused.needs_allow {
+                // Where clippy reads it: the function, not the parameter.
+                attrs.push(parse_quote!(#[allow(clippy::only_used_in_recursion)]));
+            }
+            recall_form(sig, block, path, desc, check, diverges, unused.bindings)
+        }
         None => closure_form(sig, block, desc, check, diverges, out_of_line)?,
     };
     Ok(())
@@ -607,12 +628,20 @@ fn recall_form(
     desc: TokenStream,
     check: TokenStream,
     diverges: bool,
+    unused: Vec<TokenStream>,
 ) -> Block {
     let span = sig.ident.span();
+    // The arguments carry the expansion's span: lints that look at where a
+    // parameter is used (clippy's `only_used_in_recursion`) then see the
+    // re-call as the macro's, not the user's.
     let call_args = sig.inputs.iter().map(|input| match input {
         FnArg::Receiver(r) => r.self_token.to_token_stream(),
         FnArg::Typed(pt) => match &*pt.pat {
-            Pat::Ident(p) => p.ident.to_token_stream(),
+            Pat::Ident(p) => {
+                let mut id = p.ident.clone();
+                id.set_span(Span::call_site());
+                id.to_token_stream()
+            }
             _ => unreachable!("the re-call form takes plain parameters only"),
         },
     });
@@ -634,7 +663,6 @@ fn recall_form(
         };
         quote!(return #grown;)
     };
-    let unused = unused_parameters(sig, block);
     // The body in a block of its own, out of the check's sight (a nested
     // `fn f` would capture a bare re-call), with braces of the expansion's
     // span: braces of the user's span would read to rustc as unnecessary
@@ -694,9 +722,7 @@ fn closure_form(
     for (i, input) in sig.inputs.iter_mut().enumerate() {
         let FnArg::Typed(pt) = input else { continue };
         let name = match &*pt.pat {
-            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
-                p.ident.unraw().to_string()
-            }
+            Pat::Ident(p) if is_binding(p) => p.ident.unraw().to_string(),
             _ => {
                 let mut name = format!("arg{i}");
                 let mut k = 0;
@@ -728,10 +754,13 @@ fn closure_form(
             quote!(#arrow #ty)
         }
     };
-    // A receiver that owns its value is captured whole: captured field by
-    // field (the body moves `self.a` out), the fields left would drop at
-    // the closure's end one by one, not with the rest of `self` in their
-    // declared order.
+    // The closure is `move`: the only outer variable the body can name is
+    // `self` (the hidden parameters are hygienic), and a `self` holding a
+    // `&'a mut` must move in for a reborrow of it to live for `'a`. A
+    // receiver that owns its value is moreover captured whole: captured
+    // field by field (the body moves `self.a` out), the fields left would
+    // drop at the closure's end one by one, not with the rest of `self` in
+    // their declared order.
     let closure_body = match sig.receiver() {
         Some(r) if owns_self(r) => {
             let stmts = &block.stmts;
@@ -740,7 +769,11 @@ fn closure_form(
         }
         _ => block.to_token_stream(),
     };
-    let body = Ident::new("__growstack_body", Span::mixed_site());
+    let mut body_name = String::from("__growstack_body");
+    while names.contains(&body_name) {
+        body_name.push('_');
+    }
+    let body = Ident::new(&body_name, Span::mixed_site());
     let call = quote!(#body(#(#hidden),*));
     // Statement form of a call that diverges: its closure returns `()`.
     let call_stmt = if diverges {
@@ -770,7 +803,7 @@ fn closure_form(
     Ok(with_braces_of(
         block,
         quote! {
-            let #body = ::growstack::__private::#helper(#(&#hidden,)* |#(#params),*| #ret #closure_body);
+            let #body = ::growstack::__private::#helper(#(&#hidden,)* move |#(#params),*| #ret #closure_body);
             if !#check {
                 #desc
                 #slow
@@ -778,6 +811,19 @@ fn closure_form(
             #fast
         },
     ))
+}
+
+/// Whether a parameter pattern that syn reads as an identifier is a plain
+/// binding: not `ref`, no `@` subpattern, and not capitalised (`Token` may
+/// be a unit struct or a constant, a pattern that binds nothing).
+fn is_binding(p: &syn::PatIdent) -> bool {
+    p.by_ref.is_none()
+        && p.subpat.is_none()
+        && !p
+            .ident
+            .unraw()
+            .to_string()
+            .starts_with(|c: char| c.is_uppercase())
 }
 
 /// A hygienic identifier for a hidden parameter, raw if `name` is a
@@ -824,34 +870,76 @@ fn turbofish(sig: &Signature) -> TokenStream {
     }
 }
 
-/// `let a = Unused;` for each parameter of a re-call whose name appears
-/// nowhere in the body. The re-call uses every parameter, which would hide
-/// rustc's "unused variable" warning; this unused binding, with the
-/// parameter's own span and lint attributes, brings it back. None when the
-/// body invokes a macro that std does not define: a procedural macro may
-/// name a local without it being in its input.
-fn unused_parameters(sig: &Signature, block: &Block) -> Vec<TokenStream> {
-    if !check::only_std_macros(block) {
-        return Vec::new();
+/// `let a = Unused;` for each parameter of a re-call that the body never
+/// names (see [`check::named_in`]). The re-call uses every parameter, which
+/// would hide rustc's "unused variable" warning; this unused binding, with
+/// the parameter's own span and lint attributes, brings it back. None when
+/// the body invokes a macro that std does not define: a procedural macro
+/// may name a local without it being in its input.
+///
+/// Such a parameter is used only by the re-call, which clippy's
+/// `only_used_in_recursion` would report on top of rustc's warning; so
+/// would it one whose unused warning is allowed. `needs_allow` then.
+fn unused_parameters(sig: &mut Signature, block: &Block) -> Unused {
+    let named = check::only_std_macros(block).then(|| check::named_in(block));
+    let mut out = Unused {
+        bindings: Vec::new(),
+        needs_allow: false,
+    };
+    for input in sig.inputs.iter_mut() {
+        let FnArg::Typed(pt) = input else { continue };
+        let Pat::Ident(p) = &*pt.pat else { continue };
+        let name = p.ident.unraw().to_string();
+        let unused = is_binding(p)
+            && !name.starts_with('_')
+            && named.as_ref().is_some_and(|named| !named.contains(&name));
+        if unused {
+            let id = &p.ident;
+            let attrs = &pt.attrs;
+            out.bindings
+                .push(quote!(#(#attrs)* let #id = ::growstack::__private::Unused;));
+        }
+        out.needs_allow |= unused || allows_unused(&pt.attrs);
     }
-    let mut seen = std::collections::HashSet::new();
-    check::collect_idents(block.to_token_stream(), &mut seen);
-    sig.inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(p) if !p.ident.unraw().to_string().starts_with('_') => {
-                    (!seen.contains(&p.ident.unraw().to_string())).then(|| {
-                        let id = &p.ident;
-                        let attrs = &pt.attrs;
-                        quote!(#(#attrs)* let #id = ::growstack::__private::Unused;)
-                    })
-                }
-                _ => None,
-            },
-            FnArg::Receiver(_) => None,
-        })
-        .collect()
+    out
+}
+
+/// What [`unused_parameters`] found.
+struct Unused {
+    bindings: Vec<TokenStream>,
+    needs_allow: bool,
+}
+
+/// Whether `attrs` allow an unused variable (`allow(unused_variables)` or
+/// `allow(unused)`).
+fn allows_unused(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        let mut found = false;
+        if a.path().is_ident("allow") {
+            check::walk_idents(a.meta.to_token_stream(), &mut |i| {
+                found |= i == "unused_variables" || i == "unused"
+            });
+        }
+        found
+    })
+}
+
+/// In the re-call form every parameter is read by the re-call, so a
+/// parameter's `#[expect(..)]` of a lint that would have fired (an unused
+/// variable, an assignment never read) would be unfulfilled, a new
+/// warning: it becomes `#[allow(..)]`. Its unused binding, if any, carries
+/// the same attributes.
+fn expect_to_allow(sig: &mut Signature) {
+    for input in sig.inputs.iter_mut() {
+        let FnArg::Typed(pt) = input else { continue };
+        for attr in pt.attrs.iter_mut() {
+            if let syn::Meta::List(list) = &mut attr.meta
+                && list.path.is_ident("expect")
+            {
+                list.path = parse_quote!(allow);
+            }
+        }
+    }
 }
 
 /// `ty` with every `impl Trait` replaced by `_`, for a closure's return
@@ -860,7 +948,8 @@ fn infer_impl_trait(ty: &Type) -> Type {
     struct Infer;
     impl syn::visit_mut::VisitMut for Infer {
         fn visit_type_mut(&mut self, ty: &mut Type) {
-            if matches!(ty, Type::ImplTrait(_)) {
+            // A type macro may expand to `impl Trait`.
+            if matches!(ty, Type::ImplTrait(_) | Type::Macro(_)) {
                 *ty = parse_quote!(_);
             } else {
                 syn::visit_mut::visit_type_mut(self, ty);
@@ -872,13 +961,22 @@ fn infer_impl_trait(ty: &Type) -> Type {
     ty
 }
 
+/// Whether the return type has `impl Trait`, or a type macro that may
+/// expand to one.
 fn returns_impl(output: &ReturnType) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type(&mut self, ty: &'ast Type) {
+            self.0 |= matches!(ty, Type::ImplTrait(_) | Type::Macro(_));
+            syn::visit::visit_type(self, ty);
+        }
+    }
     match output {
         ReturnType::Default => false,
         ReturnType::Type(_, ty) => {
-            let mut found = false;
-            check::walk_idents(ty.to_token_stream(), &mut |i| found |= i == "impl");
-            found
+            let mut v = Finder(false);
+            syn::visit::Visit::visit_type(&mut v, ty);
+            v.0
         }
     }
 }
@@ -900,6 +998,17 @@ fn both_attributes(attr: &Attribute) -> syn::Error {
         "a function cannot be both #[nosplit] and #[growable]: #[nosplit] removes the check \
          that #[growable] adds",
     )
+}
+
+/// Whether `ty` is written as a trait object (`dyn Tr`, `(dyn Tr)`). An
+/// alias of one, or a bare trait object of edition 2015, is not seen.
+fn is_trait_object(ty: &Type) -> bool {
+    match ty {
+        Type::TraitObject(_) => true,
+        Type::Paren(p) => is_trait_object(&p.elem),
+        Type::Group(g) => is_trait_object(&g.elem),
+        _ => false,
+    }
 }
 
 /// `Type` as written, without spaces: `Tree<T>`.

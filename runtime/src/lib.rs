@@ -41,6 +41,8 @@ pub mod __private {
     pub use crate::task::runtime::dump_runtimes;
     // Expansions name these through `::growstack::__private`, never
     // `::core`: in edition 2015 `::core` is a path from the crate root.
+    pub use core::mem::forget;
+    pub use core::prelude::v1::test;
     pub use core::{compile_error, file, line, module_path, unreachable};
 
     /// The value of the unused binding that keeps rustc's warning about an

@@ -12,7 +12,14 @@ fn pair((a, b): (u32, u32)) -> u32 {
     a
 }
 
+// A field or a method named like a parameter is not a use of it.
+#[growstack::growable]
+fn count(v: &[u8], len: usize) -> usize {
+    v.len()
+}
+
 fn main() {
     scale(1, 2, 3);
     pair((1, 2));
+    count(&[1], 2);
 }
