@@ -265,6 +265,8 @@ pub use growstack_macros::growable;
 /// closures, function pointers or trait objects is not seen. Write it as
 /// `#[nosplit]` or `#[growstack::nosplit]`: under another name the
 /// enclosing `#[growable]` does not recognise it (a compile error says so).
+/// Inside an annotated block the enclosing attribute reads and removes it,
+/// so it needs no `use` (an import used only there is reported unused).
 ///
 /// ```
 /// #[growstack::growable]

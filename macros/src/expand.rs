@@ -38,8 +38,9 @@
 //!   in an annotated trait impl, a method whose signature is more general
 //!   than the trait's (a longer lifetime, a weaker bound) is re-called
 //!   through the trait and checked against the trait's (annotate it alone
-//!   instead); in an inherent impl on an alias of a trait object, a method
-//!   named like one of the trait's (`Self::f` is ambiguous);
+//!   instead); in an inherent impl on a trait object written through an
+//!   alias or without `dyn` (edition 2015), a method named like one of the
+//!   trait's (`Self::f` is ambiguous there);
 //! - a parameter's `#[expect(lint)]` acts as `#[allow(lint)]` in the
 //!   re-call form (the re-call would leave it unfulfilled).
 //!
