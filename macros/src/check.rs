@@ -210,21 +210,38 @@ pub fn signature(sig: &Signature) -> syn::Result<()> {
 /// Errors for each call of `name` to itself inside `block`: a `#[nosplit]`
 /// function has no check, so recursion in it could overflow. `assoc`: the
 /// function is in an impl or a trait (see [`Calls`]).
-pub fn nosplit_recursion(sig: &syn::Signature, block: &syn::Block, assoc: bool) -> Vec<syn::Error> {
+pub fn nosplit_recursion(
+    sig: &syn::Signature,
+    block: &syn::Block,
+    assoc: bool,
+    why: Unchecked,
+) -> Vec<syn::Error> {
     let name = &sig.ident;
     calls(sig, block, assoc)
         .into_iter()
         .filter(|(callee, _)| callee == name)
         .map(|(_, at)| {
-            syn::Error::new_spanned(
-                at,
-                format!(
+            let msg = match why {
+                Unchecked::Nosplit => format!(
                     "#[nosplit] function `{name}` calls itself: without a stack check the \
                      recursion can overflow; remove #[nosplit]"
                 ),
-            )
+                Unchecked::TrackCaller => format!(
+                    "#[track_caller] function `{name}` calls itself: #[growable] leaves it \
+                     without a stack check (the caller's location cannot cross a switch of \
+                     stacks), so the recursion can overflow; remove #[track_caller]"
+                ),
+            };
+            syn::Error::new_spanned(at, msg)
         })
         .collect()
+}
+
+/// Why a function in an annotated block has no check.
+#[derive(Clone, Copy)]
+pub enum Unchecked {
+    Nosplit,
+    TrackCaller,
 }
 
 /// Errors for each cycle of calls among the functions of one annotated

@@ -67,18 +67,22 @@
 //! items of the body sit in the inner block, out of the check's sight.
 //! (`take_bypass` is true only in stress mode, for the re-call's own check.)
 //!
-//! **Closure**, everywhere else: the body becomes a closure with the
+//! **Closure**, everywhere else: the body becomes a `move` closure with the
 //! function's own parameters and return type, built once, called on this
 //! stack or on a new one. It is used for a method or an associated
 //! function annotated alone (the attribute cannot see whether it is in an
-//! inherent impl, a trait impl that the type also has an inherent method
-//! of the same name for, or a trait), for `drop`, for parameter patterns
-//! (a rebinding `let` would change their drop order), for `impl Trait` in
-//! the return type, and for bodies with large locals:
+//! inherent impl, in a trait impl of a type that also has an inherent
+//! method of that name, or in a trait), for `drop`, for parameter patterns
+//! (a rebinding `let` would change their drop order; a capitalised name
+//! may be a unit struct), for bodies with large locals, where a parameter
+//! or a generic parameter hides the path (a parameter named `f`, a method
+//! generic named like the trait), on `impl dyn Trait`, and for `impl
+//! Trait` returned from a trait method (the re-call would return the
+//! trait's opaque type):
 //!
 //! ```text
 //! fn f(a: A, arg1: (B, C)) -> R {
-//!     let body = args2(&a, &arg1, |a, (b, c)| -> R { body });
+//!     let body = args2(&a, &arg1, move |a, (b, c)| -> R { body });
 //!     if !has_room() {
 //!         static FRAME: FrameDesc = …;
 //!         return morestack_body(&FRAME, move || out_of_line(move || body(a, arg1)));
@@ -223,7 +227,12 @@ pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
                 errors.push(both_attributes(attr));
             }
             let assoc = is_associated(&f.sig, &f.block);
-            errors.extend(check::nosplit_recursion(&f.sig, &f.block, assoc));
+            errors.extend(check::nosplit_recursion(
+                &f.sig,
+                &f.block,
+                assoc,
+                check::Unchecked::Nosplit,
+            ));
         }
         Ok(item) => errors.push(syn::Error::new_spanned(
             item_head(&item),
@@ -338,22 +347,11 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
             let mut items = Vec::new();
             for it in imp.items.drain(..) {
                 match it {
-                    ImplItem::Fn(mut f) => {
-                        let copies = member(
-                            &mut f.attrs,
-                            &mut f.sig,
-                            &mut f.block,
-                            &ctx,
-                            args,
-                            errors,
-                            &mut leaves,
-                        );
-                        for (attrs, sig, block) in copies {
-                            let mut f = f.clone();
-                            (f.attrs, f.sig, f.block) = (attrs, sig, block);
-                            items.push(ImplItem::Fn(f));
-                        }
-                    }
+                    ImplItem::Fn(f) => items.extend(
+                        members(f, &ctx, args, errors, &mut leaves)
+                            .into_iter()
+                            .map(ImplItem::Fn),
+                    ),
                     other => items.push(other),
                 }
             }
@@ -371,23 +369,11 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
             let mut items = Vec::new();
             for it in tr.items.drain(..) {
                 match it {
-                    TraitItem::Fn(mut f) if f.default.is_some() => {
-                        let mut block = f.default.take().expect("checked");
-                        let copies = member(
-                            &mut f.attrs,
-                            &mut f.sig,
-                            &mut block,
-                            &ctx,
-                            args,
-                            errors,
-                            &mut leaves,
-                        );
-                        for (attrs, sig, block) in copies {
-                            let mut f = f.clone();
-                            (f.attrs, f.sig, f.default) = (attrs, sig, Some(block));
-                            items.push(TraitItem::Fn(f));
-                        }
-                    }
+                    TraitItem::Fn(f) if f.default.is_some() => items.extend(
+                        members(f, &ctx, args, errors, &mut leaves)
+                            .into_iter()
+                            .map(TraitItem::Fn),
+                    ),
                     other => items.push(other),
                 }
             }
@@ -406,22 +392,11 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
             let mut items = Vec::new();
             for it in content.drain(..) {
                 match it {
-                    Item::Fn(mut f) => {
-                        let copies = member(
-                            &mut f.attrs,
-                            &mut f.sig,
-                            &mut f.block,
-                            &Ctx::Mod,
-                            args,
-                            errors,
-                            &mut leaves,
-                        );
-                        for (attrs, sig, block) in copies {
-                            let mut f = f.clone();
-                            (f.attrs, f.sig, f.block) = (attrs, sig, Box::new(block));
-                            items.push(Item::Fn(f));
-                        }
-                    }
+                    Item::Fn(f) => items.extend(
+                        members(f, &Ctx::Mod, args, errors, &mut leaves)
+                            .into_iter()
+                            .map(Item::Fn),
+                    ),
                     Item::Impl(mut i) => {
                         let own = own_args(&mut i.attrs, args, errors);
                         let mut it = Item::Impl(i);
@@ -483,6 +458,52 @@ fn own_args(attrs: &mut Vec<Attribute>, outer: Args, errors: &mut Vec<syn::Error
 /// `member` returns for each copy of it (see `cfg_params`).
 type Member = (Vec<Attribute>, Signature, Block);
 
+/// A function with a body inside an annotated block.
+trait FnItem: Clone {
+    fn parts(&mut self) -> (&mut Vec<Attribute>, &mut Signature, &mut Block);
+}
+
+impl FnItem for syn::ItemFn {
+    fn parts(&mut self) -> (&mut Vec<Attribute>, &mut Signature, &mut Block) {
+        (&mut self.attrs, &mut self.sig, &mut self.block)
+    }
+}
+
+impl FnItem for syn::ImplItemFn {
+    fn parts(&mut self) -> (&mut Vec<Attribute>, &mut Signature, &mut Block) {
+        (&mut self.attrs, &mut self.sig, &mut self.block)
+    }
+}
+
+impl FnItem for syn::TraitItemFn {
+    /// Only for a method with a default body.
+    fn parts(&mut self) -> (&mut Vec<Attribute>, &mut Signature, &mut Block) {
+        let block = self.default.as_mut().expect("a default body");
+        (&mut self.attrs, &mut self.sig, block)
+    }
+}
+
+/// `f` as `member` leaves it: one item per copy.
+fn members<T: FnItem>(
+    mut f: T,
+    ctx: &Ctx,
+    args: Args,
+    errors: &mut Vec<syn::Error>,
+    leaves: &mut Vec<(Signature, Block)>,
+) -> Vec<T> {
+    let (attrs, sig, block) = f.parts();
+    let copies = member(attrs, sig, block, ctx, args, errors, leaves);
+    copies
+        .into_iter()
+        .map(|(attrs, sig, block)| {
+            let mut f = f.clone();
+            let parts = f.parts();
+            (*parts.0, *parts.1, *parts.2) = (attrs, sig, block);
+            f
+        })
+        .collect()
+}
+
 /// A function inside an annotated block: honours `#[nosplit]`,
 /// `#[track_caller]` and an inner `#[growable(...)]`, then instruments it.
 /// Functions left without a check are added to `leaves` for the cycle
@@ -529,14 +550,24 @@ fn member(
                 "#[nosplit] takes no arguments",
             ));
         }
-        errors.extend(check::nosplit_recursion(sig, block, ctx.is_assoc()));
+        errors.extend(check::nosplit_recursion(
+            sig,
+            block,
+            ctx.is_assoc(),
+            check::Unchecked::Nosplit,
+        ));
         leaves.push((sig.clone(), block.clone()));
         return unchanged(attrs, sig, block);
     }
     let args = own_args(attrs, args, errors);
     if attrs.iter().any(check::is_track_caller) {
         // Left as written (see the module docs).
-        errors.extend(check::nosplit_recursion(sig, block, ctx.is_assoc()));
+        errors.extend(check::nosplit_recursion(
+            sig,
+            block,
+            ctx.is_assoc(),
+            check::Unchecked::TrackCaller,
+        ));
         leaves.push((sig.clone(), block.clone()));
         return unchanged(attrs, sig, block);
     }
