@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::panic::Location;
 
 use common::{always, child, three_ways};
-use growstack::{growable, nosplit};
+use growstack::growable;
 
 // --- 1. The re-call calls this very function ---------------------------
 
@@ -382,8 +382,4 @@ mod leaves {
 #[test]
 fn nosplit_leaves_stay_plain() {
     always(500, || leaves::run(1000));
-    let _ = nosplit_is_used;
 }
-
-#[nosplit]
-fn nosplit_is_used() {}
