@@ -18,25 +18,29 @@ mod frame;
 
 use proc_macro::TokenStream;
 
-/// See `growstack::growable`.
+// Documented where `growstack` re-exports it (`growstack::growable`): doc
+// comments here would be appended to that page.
 #[proc_macro_attribute]
 pub fn growable(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::growable(args.into(), input.into()).into()
 }
 
-/// See `growstack::nosplit`.
+// Documented where `growstack` re-exports it (`growstack::nosplit`): doc
+// comments here would be appended to that page.
 #[proc_macro_attribute]
 pub fn nosplit(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::nosplit(args.into(), input.into()).into()
 }
 
-/// See `growstack::main`.
+// Documented where `growstack` re-exports it (`growstack::main`): doc
+// comments here would be appended to that page.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, input: TokenStream) -> TokenStream {
     entry::expand(entry::Entry::Main, args.into(), input.into()).into()
 }
 
-/// See `growstack::test`.
+// Documented where `growstack` re-exports it (`growstack::test`): doc
+// comments here would be appended to that page.
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, input: TokenStream) -> TokenStream {
     entry::expand(entry::Entry::Test, args.into(), input.into()).into()

@@ -2,14 +2,11 @@
 
 use std::fmt;
 
-#[cfg(doc)]
-use super::{Receiver, Sender};
-
-/// [`Sender::send`] failed: every receiver is gone. Holds the message.
+/// [`Sender::send`](super::Sender::send) failed: every receiver is gone. Holds the message.
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub struct SendError<T>(pub T);
 
-/// [`Sender::try_send`] failed. Holds the message.
+/// [`Sender::try_send`](super::Sender::try_send) failed. Holds the message.
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum TrySendError<T> {
     /// The bounded channel is full.
@@ -18,11 +15,11 @@ pub enum TrySendError<T> {
     Disconnected(T),
 }
 
-/// [`Receiver::recv`] failed: the channel is empty and every sender is gone.
+/// [`Receiver::recv`](super::Receiver::recv) failed: the channel is empty and every sender is gone.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub struct RecvError;
 
-/// [`Receiver::try_recv`] failed.
+/// [`Receiver::try_recv`](super::Receiver::try_recv) failed.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum TryRecvError {
     /// No message now.
@@ -31,7 +28,7 @@ pub enum TryRecvError {
     Disconnected,
 }
 
-/// [`Receiver::recv_timeout`] failed.
+/// [`Receiver::recv_timeout`](super::Receiver::recv_timeout) failed.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum RecvTimeoutError {
     /// No message came in time.
