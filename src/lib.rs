@@ -29,9 +29,9 @@
 //! - [`#[growable]`](growable) goes on a `fn`, an `impl` block, a `trait`
 //!   (its default bodies) or an inline `mod`, and instruments every function
 //!   with a body inside. [`#[nosplit]`](nosplit) leaves one out.
-//! - [`maybe_grow`] gives the same guarantee to a closure, for calls into code
-//!   you cannot annotate (a serde `Deserializer`, a recursive visitor in
-//!   another crate).
+//! - [`maybe_grow`] gives the same guarantee to a closure: for recursion
+//!   written with closures, and for code you cannot annotate that calls
+//!   back into yours at every level (a visitor, a fold with a callback).
 //! - [`set_max_stack`] bounds the stack of one thread (1 GiB by default, as
 //!   in Go); growing past it is an ordinary panic.
 //! - [`remaining_stack`] and [`stats`] tell you where you are.

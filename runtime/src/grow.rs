@@ -351,26 +351,37 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
 /// Runs `f` with the same guarantee as a `#[growable]` function: if the
 /// stack has less than the red zone left, `f` runs on a segment.
 ///
-/// Use it around calls into code you cannot annotate, such as a recursive
-/// descent in another crate (a serde `Deserializer`, a tree walk): each time
-/// that code comes back through `maybe_grow` the check runs again.
+/// For recursion written with closures, and for code you cannot annotate
+/// that calls back into yours at every level (a visitor, a fold with a
+/// callback): each level that passes through `maybe_grow` is checked. It
+/// cannot help code that recurses on its own inside another crate (a
+/// serde `Deserializer` descending into nested values never calls back
+/// between levels): only a check in that crate's recursion can.
 ///
 /// ```
 /// # use growstack_runtime as growstack;
-/// fn depth(v: &serde_like::Value) -> usize {
+/// enum Value {
+///     List(Vec<Value>),
+///     Leaf,
+/// }
+///
+/// // A recursive closure-based walk: each level goes through maybe_grow.
+/// fn depth(v: &Value) -> usize {
 ///     growstack::maybe_grow(|| match v {
-///         serde_like::Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-///         serde_like::Value::Leaf => 0,
+///         Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+///         Value::Leaf => 0,
 ///     })
 /// }
-/// # mod serde_like { pub enum Value { List(Vec<Value>), Leaf } }
-/// let mut v = serde_like::Value::Leaf;
+///
+/// let mut v = Value::Leaf;
 /// for _ in 0..100_000 {
-///     v = serde_like::Value::List(vec![v]);
+///     v = Value::List(vec![v]);
 /// }
 /// assert_eq!(depth(&v), 100_000);
-/// # let mut v = v;
-/// # while let serde_like::Value::List(mut items) = v { v = items.pop().unwrap(); }
+/// // Value's drop glue recurses too: take it apart in a loop.
+/// while let Value::List(mut items) = v {
+///     v = items.pop().unwrap();
+/// }
 /// ```
 #[inline]
 #[track_caller]

@@ -553,6 +553,11 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime with the default settings (see [`Builder`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`]: the operating system refused to start a
+    /// thread.
     pub fn new() -> io::Result<Runtime> {
         Builder::new().build()
     }
@@ -790,6 +795,14 @@ impl Builder {
     }
 
     /// Starts the worker threads.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for settings out of range (no worker, more than 4096
+    /// workers, a task stack over 1 GiB, `max_stack` below the task
+    /// stack), with a message naming the setting; otherwise the error of
+    /// the operating system when it refuses to start a worker or the
+    /// monitor thread (the threads already started are stopped first).
     pub fn build(self) -> io::Result<Runtime> {
         // Before this runtime starts threads: registering is cheap while
         // the process has one (`membarrier`).
