@@ -127,3 +127,48 @@ mod large_frame_drop {
         }
     }
 }
+
+/// A tree whose recursive fields are `DeepBox`es, counting its drops.
+#[derive(Clone, Debug, PartialEq)]
+enum Expr {
+    Num(u64, common::CountDropEq),
+    Add(growstack::DeepBox<Expr>, growstack::DeepBox<Expr>),
+}
+
+#[growstack::growable]
+fn eval(e: &Expr) -> u64 {
+    match e {
+        Expr::Num(n, _) => *n,
+        Expr::Add(a, b) => eval(a) + eval(b),
+    }
+}
+
+#[test]
+fn a_million_level_enum_tree_in_deep_boxes_clones_compares_and_drops() {
+    growstack::set_max_stack(32 << 30);
+    let drops = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&drops);
+    let (sum, equal) = std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(move || {
+            growstack::set_max_stack(32 << 30);
+            let leaf = |n| Expr::Num(n, common::CountDropEq(std::sync::Arc::clone(&counter)));
+            let mut e = leaf(1);
+            for i in 0..1_000_000 {
+                e = Expr::Add(e.into(), leaf(i % 3).into());
+            }
+            let sum = eval(&e);
+            let copy = e.clone();
+            let equal = copy == e;
+            drop(copy);
+            drop(e);
+            (sum, equal)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(sum, 1 + (0..1_000_000u64).map(|i| i % 3).sum::<u64>());
+    assert!(equal);
+    // Two trees of 1_000_001 leaves each: every leaf dropped.
+    assert_eq!(drops.load(Ordering::SeqCst), 2 * 1_000_001);
+}

@@ -38,6 +38,15 @@ static MAX_STACK: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACK);
 /// Sets the process-wide limit on the stack of one thread: its native stack
 /// plus all the segments it uses at once. The default is 1 GiB, as in Go.
 ///
+/// The limit counts whole segments, and each segment is twice the size of
+/// the one before (1, 2, 4, .. MiB), so the deepest recursion that fits
+/// uses between half the limit and all of it. With the default, on the
+/// main thread (8 MiB native stack), segments of up to 256 MiB fit (511
+/// MiB in all) and the next one, 512 MiB, would pass 1 GiB: about 519 MiB
+/// of stack is the real ceiling. A program that needs more raises the
+/// limit; address space is reserved, not committed, so a high limit costs
+/// nothing until it is used.
+///
 /// A call that would grow a thread's stack past the limit panics, on the
 /// stack it was called on, with a message that contains
 /// `exceeds <limit>-byte limit`. The panic is an ordinary one:

@@ -14,6 +14,7 @@
 mod arch;
 mod args;
 pub mod chan;
+mod deep_box;
 mod frame;
 mod grow;
 mod guard;
@@ -24,6 +25,7 @@ mod stats;
 pub mod task;
 mod thread;
 
+pub use deep_box::DeepBox;
 pub use frame::{GrowthSite, profile, profile_report};
 pub use grow::{max_stack, maybe_grow, remaining_stack, set_max_stack};
 pub use stats::{Stats, stats};

@@ -133,3 +133,20 @@ pub fn always<T: Send + PartialEq + std::fmt::Debug + 'static>(want: T, f: fn() 
         assert_eq!(got, want, "{way}");
     }
 }
+
+/// Like [`CountDrop`], comparing equal to any other and cloning its
+/// counter, for derived impls.
+#[derive(Clone, Debug)]
+pub struct CountDropEq(pub Arc<AtomicUsize>);
+
+impl PartialEq for CountDropEq {
+    fn eq(&self, _: &CountDropEq) -> bool {
+        true
+    }
+}
+
+impl Drop for CountDropEq {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
