@@ -55,6 +55,23 @@
 //!   in Go); growing past it is an ordinary panic.
 //! - [`remaining_stack`] and [`stats`] tell you where you are.
 //!
+//! # Where things are
+//!
+//! - The crate root has the attributes ([`growable`], [`nosplit`],
+//!   [`main`], [`test`]) and what deep recursion needs ([`maybe_grow`],
+//!   [`DeepBox`], [`set_max_stack`], [`remaining_stack`], [`profile`],
+//!   [`stats`], [`shrink_now`]).
+//! - [`runtime`]: the [`Runtime`] and the [`runtime::Builder`] that
+//!   configures it (workers, stack sizes, preemption), also at the root as
+//!   [`Runtime`] and [`Builder`].
+//! - [`task`]: one task. [`task::Builder`] names a task before it is
+//!   spawned (not to be confused with the runtime's [`Builder`]);
+//!   [`JoinHandle`], [`task::current_id`], [`task::Cancelled`],
+//!   [`task_local!`]. The calls a task makes most, [`spawn`],
+//!   [`spawn_blocking`], [`sleep`], [`yield_now`] and [`current_id`], are
+//!   also at the root: the same functions, not copies.
+//! - [`chan`]: channels that park a task and block a plain thread.
+//!
 //! # Tasks
 //!
 //! A [`Runtime`] runs *tasks*: green threads written as plain blocking code,
@@ -350,6 +367,11 @@ pub struct Edition2015;
 #[cfg(doctest)]
 pub struct MainHygiene;
 
+/// The README's examples compile and run.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct Readme;
+
 /// Runs `main` as a task on a runtime with the default settings
 /// ([`Runtime::new`]), so that `main` can spawn tasks and block on them.
 ///
@@ -383,9 +405,18 @@ pub use growstack_macros::main;
 #[doc(inline)]
 pub use growstack_macros::test;
 
+pub use growstack_runtime::task::current_id;
 pub use growstack_runtime::{
     Builder, JoinHandle, Runtime, chan, sleep, spawn, spawn_blocking, task, yield_now,
 };
+
+/// The runtime that runs tasks: [`Runtime`] and its [`Builder`], the same
+/// items as at the crate root, grouped as `tokio::runtime` groups them
+/// (and apart from [`task::Builder`], which names
+/// one task).
+pub mod runtime {
+    pub use growstack_runtime::{Builder, Runtime};
+}
 pub use growstack_runtime::{
     DeepBox, Stats, max_stack, maybe_grow, remaining_stack, set_max_stack, stats,
 };
