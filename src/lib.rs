@@ -374,10 +374,26 @@ pub struct Readme;
 
 /// Runs `main` as a task on a runtime with the default settings
 /// ([`Runtime::new`]), so that `main` can spawn tasks and block on them.
+/// `#[growstack::main(workers = N)]` starts `N` worker threads instead of
+/// one per CPU.
 ///
 /// As in Go, when `main` returns the process exits, whatever other tasks
 /// are still doing. The return type must be `Send` (it comes back from the
-/// task), e.g. `Result<(), String>` rather than `Box<dyn Error>`.
+/// task): return `Result<(), Box<dyn Error + Send + Sync>>`, into which `?`
+/// converts any error type, rather than `Box<dyn Error>` (a compile error
+/// says so).
+///
+/// ```
+/// use std::error::Error;
+///
+/// #[growstack::main(workers = 2)]
+/// fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
+///     let n: u32 = "42".parse()?;
+///     let h = growstack::spawn(move || n * 2);
+///     assert_eq!(h.join().unwrap(), 84);
+///     Ok(())
+/// }
+/// ```
 ///
 /// ```
 /// #[growstack::main]
@@ -391,7 +407,8 @@ pub struct Readme;
 pub use growstack_macros::main;
 
 /// Like `#[test]`, with the body run as a task on a fresh runtime (dropped
-/// when the test ends).
+/// when the test ends). `#[growstack::test(workers = N)]` starts `N`
+/// worker threads instead of one per CPU.
 ///
 /// ```
 /// #[growstack::test]

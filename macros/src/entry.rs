@@ -43,12 +43,7 @@ pub fn expand(entry: Entry, args: TokenStream, input: TokenStream) -> TokenStrea
 
 fn try_expand(entry: Entry, args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     let name = entry.name();
-    if !args.is_empty() {
-        return Err(Error::new_spanned(
-            args,
-            format!("#[growstack::{name}] takes no arguments"),
-        ));
-    }
+    let workers = workers(name, args)?;
     let f: ItemFn = syn::parse2(input)?;
     let sig = &f.sig;
     if let Some(asyncness) = &sig.asyncness {
@@ -69,6 +64,18 @@ fn try_expand(entry: Entry, args: TokenStream, input: TokenStream) -> syn::Resul
             format!("a #[growstack::{name}] function cannot be generic"),
         ));
     }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && let Some(object) = not_send_object(ty)
+    {
+        return Err(Error::new_spanned(
+            object,
+            format!(
+                "the value a #[growstack::{name}] function returns comes back from a task, so \
+                 it must be `Send`: write `dyn Error + Send + Sync` (for `?` on any error \
+                 type, `Box<dyn std::error::Error + Send + Sync>`)"
+            ),
+        ));
+    }
     let attrs = &f.attrs;
     let vis = &f.vis;
     let block = &f.block;
@@ -77,8 +84,10 @@ fn try_expand(entry: Entry, args: TokenStream, input: TokenStream) -> syn::Resul
         ReturnType::Default => quote!(),
         ReturnType::Type(arrow, ty) => quote!(#arrow #ty),
     };
+    let workers = workers.map(|n| quote!(.workers(#n)));
     let start = quote_spanned! {sig.span()=>
-        ::growstack::Runtime::new().expect("growstack: cannot start the runtime")
+        ::growstack::Runtime::builder() #workers .build()
+            .expect("growstack: cannot start the runtime")
     };
     // Hygienic: the body cannot see these, nor they its names.
     let runtime = syn::Ident::new("runtime", proc_macro2::Span::mixed_site());
@@ -103,4 +112,55 @@ fn try_expand(entry: Entry, args: TokenStream, input: TokenStream) -> syn::Resul
             }
         },
     })
+}
+
+/// `workers = N`, the only argument: the number of worker threads (the
+/// default is one per CPU, as `Runtime::new` has it).
+fn workers(name: &str, args: TokenStream) -> syn::Result<Option<syn::LitInt>> {
+    if args.is_empty() {
+        return Ok(None);
+    }
+    let usage = || format!("#[growstack::{name}] takes only `workers = <number of threads>`");
+    let parsed = syn::parse::Parser::parse2(
+        |input: syn::parse::ParseStream| {
+            let key: syn::Ident = input.parse()?;
+            input.parse::<syn::Token![=]>()?;
+            let value: syn::LitInt = input.parse()?;
+            Ok((key, value))
+        },
+        args.clone(),
+    );
+    match parsed {
+        Ok((key, value)) if key == "workers" => {
+            if value.base10_parse::<usize>()? == 0 {
+                return Err(Error::new_spanned(
+                    value,
+                    "a runtime needs at least one worker",
+                ));
+            }
+            Ok(Some(value))
+        }
+        _ => Err(Error::new_spanned(args, usage())),
+    }
+}
+
+/// A trait object in `ty` whose bounds do not name `Send` (`Box<dyn
+/// Error>`), which a task cannot return.
+fn not_send_object(ty: &syn::Type) -> Option<&syn::TypeTraitObject> {
+    struct Finder<'a>(Option<&'a syn::TypeTraitObject>);
+    impl<'a> syn::visit::Visit<'a> for Finder<'a> {
+        fn visit_type_trait_object(&mut self, t: &'a syn::TypeTraitObject) {
+            let send = t.bounds.iter().any(|b| {
+                matches!(b, syn::TypeParamBound::Trait(tr)
+                    if tr.path.segments.last().is_some_and(|s| s.ident == "Send"))
+            });
+            if !send && self.0.is_none() {
+                self.0 = Some(t);
+            }
+            syn::visit::visit_type_trait_object(self, t);
+        }
+    }
+    let mut f = Finder(None);
+    syn::visit::Visit::visit_type(&mut f, ty);
+    f.0
 }

@@ -1,2 +1,2 @@
-#[growstack::main(workers = 2)]
+#[growstack::main(threads = 2)]
 fn main() {}

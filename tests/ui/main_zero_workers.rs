@@ -1,0 +1,2 @@
+#[growstack::main(workers = 0)]
+fn main() {}
