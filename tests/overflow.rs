@@ -61,7 +61,11 @@ fn guard_hit_on_a_segment_names_the_thread_and_aborts() {
         stderr.contains("has overflowed its stack in code without a growth check"),
         "{stderr}"
     );
-    assert!(stderr.contains("guard region of a "), "{stderr}");
+    assert!(
+        stderr.contains("-byte growstack segment it had grown onto"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stack_size"), "{stderr}");
     assert!(
         stderr.contains("annotate the recursive function with #[growstack::growable]"),
         "{stderr}"
@@ -124,7 +128,13 @@ fn guard_hit_in_a_task_names_the_task_and_its_stack_size() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
     assert!(
-        stderr.contains("'runaway' (stack_size 262144 bytes, on thread 'growstack-worker-"),
+        stderr.contains("'runaway' (on thread 'growstack-worker-"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "guard region of its own 262144-byte task stack (the runtime's Builder::stack_size)"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("\ntask #"), "{stderr}");
@@ -133,9 +143,41 @@ fn guard_hit_in_a_task_names_the_task_and_its_stack_size() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("or raise the runtime's Builder::stack_size"),
+        stderr.contains("give tasks a larger Builder::stack_size"),
         "{stderr}"
     );
+}
+
+#[test]
+fn guard_hit_on_a_segment_a_task_grew_onto_blames_the_segment_not_stack_size() {
+    // Fixed: a task that overflowed in unannotated code on a segment was
+    // told to raise Builder::stack_size, which would not have helped.
+    let Some(out) = child(
+        "guard_hit_on_a_segment_a_task_grew_onto_blames_the_segment_not_stack_size",
+        || {
+            let rt = growstack::Runtime::new().unwrap();
+            let h = rt.block_on(|| {
+                growstack::task::Builder::new()
+                    .name("deep")
+                    .spawn(|| black_box(down_then_plain(10_000)))
+            });
+            let _ = h.join();
+        },
+    ) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
+    assert!(stderr.contains("task #"), "{stderr}");
+    assert!(
+        stderr.contains("'deep' (on thread 'growstack-worker-"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("growstack segment it had grown onto"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stack_size"), "{stderr}");
 }
 
 struct Node {

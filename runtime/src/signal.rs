@@ -121,7 +121,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
     if let Some(hit) = arena::guard_hit(addr) {
-        report_overflow(addr, hit.slot_size);
+        report_overflow(addr, hit);
         // SAFETY: abort is async-signal-safe.
         unsafe { libc::abort() };
     }
@@ -156,9 +156,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 }
 
 /// Writes the overflow message to stderr without allocating or locking.
-fn report_overflow(addr: usize, slot_size: usize) {
+fn report_overflow(addr: usize, hit: arena::GuardHit) {
+    let slot_size = hit.slot_size;
     let mut msg = Buffer {
-        bytes: [0; 768],
+        bytes: [0; 1024],
         len: 0,
     };
     let len = NAME_LEN.with(Cell::get);
@@ -169,6 +170,9 @@ fn report_overflow(addr: usize, slot_size: usize) {
     // SAFETY: gettid(2) has no preconditions and is async-signal-safe.
     let tid = unsafe { libc::gettid() };
     let task = TASK.with(Cell::get);
+    // Whose stack ran out: a task's own slot (Builder::stack_size), or a
+    // segment that a thread or a task had grown onto.
+    let mut own_slot = false;
     if task.is_null() {
         let _ = write!(msg, "\nthread '{name}' ({tid})");
     } else {
@@ -179,22 +183,37 @@ fn report_overflow(addr: usize, slot_size: usize) {
         if let Some(task_name) = &info.name {
             let _ = write!(msg, " '{task_name}'");
         }
+        let _ = write!(msg, " (on thread '{name}' ({tid}))");
+        own_slot = info.slot_top.load(core::sync::atomic::Ordering::Relaxed) == hit.slot_top;
+    }
+    let _ = write!(
+        msg,
+        " has overflowed its stack in code without a growth check: it ran through the red \
+         zone into the guard region of "
+    );
+    if own_slot {
         let _ = write!(
             msg,
-            " (stack_size {} bytes, on thread '{name}' ({tid}))",
-            info.stack_size
+            "its own {slot_size}-byte task stack (the runtime's Builder::stack_size)"
+        );
+    } else {
+        let _ = write!(
+            msg,
+            "a {slot_size}-byte growstack segment it had grown onto"
         );
     }
     let _ = write!(
         msg,
-        " has overflowed its stack in code without a growth check \
-         (it ran through the red zone into the guard region of a {slot_size}-byte growstack \
-         stack at {addr:#x})\n\
+        ", at {addr:#x}\n\
          help: annotate the recursive function with #[growstack::growable], \
          or wrap the deep call in growstack::maybe_grow"
     );
-    if !task.is_null() {
-        let _ = write!(msg, ", or raise the runtime's Builder::stack_size");
+    if own_slot {
+        let _ = write!(
+            msg,
+            "; if no deep recursion is involved (a large local array in code you cannot \
+             annotate), give tasks a larger Builder::stack_size"
+        );
     }
     let _ = write!(msg, "\nfatal runtime error: stack overflow, aborting\n");
     // SAFETY: write(2) on fd 2 with a buffer we own; async-signal-safe.
@@ -203,7 +222,7 @@ fn report_overflow(addr: usize, slot_size: usize) {
 
 /// A fixed buffer that formatting can write into from a signal handler.
 struct Buffer {
-    bytes: [u8; 768],
+    bytes: [u8; 1024],
     len: usize,
 }
 

@@ -282,6 +282,8 @@ fn install_guard(base: usize) -> io::Result<()> {
 pub struct GuardHit {
     /// Size of the slot whose guard region was hit.
     pub slot_size: usize,
+    /// The top of that slot (its highest address, exclusive).
+    pub slot_top: usize,
 }
 
 /// Whether `addr` lies in the guard region of a slot. Lock-free and
@@ -289,7 +291,11 @@ pub struct GuardHit {
 pub fn guard_hit(addr: usize) -> Option<GuardHit> {
     regions::find(addr).and_then(|(base, class)| {
         let slot_size = 1usize << class;
-        ((addr - base) % slot_size < GUARD_SIZE).then_some(GuardHit { slot_size })
+        let offset = (addr - base) % slot_size;
+        (offset < GUARD_SIZE).then_some(GuardHit {
+            slot_size,
+            slot_top: addr - offset + slot_size,
+        })
     })
 }
 

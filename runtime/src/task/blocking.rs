@@ -86,6 +86,7 @@ where
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         name: None,
         stack_size: THREAD_STACK,
+        slot_top: core::sync::atomic::AtomicUsize::new(0),
         spawned_at: core::panic::Location::caller(),
     };
     let (job, handle) = TaskRef::new(None, info, f);

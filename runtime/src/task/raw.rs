@@ -41,6 +41,9 @@ pub(crate) struct TaskInfo {
     pub(crate) name: Option<Box<str>>,
     /// Size of the task's slot.
     pub(crate) stack_size: usize,
+    /// The top of the task's slot once it has one (0 before its first
+    /// run), for the overflow report to tell its own stack from a segment.
+    pub(crate) slot_top: core::sync::atomic::AtomicUsize,
     /// Where it was spawned.
     pub(crate) spawned_at: &'static core::panic::Location<'static>,
 }

@@ -304,6 +304,7 @@ where
         id: on_worker.map_or_else(|| shard.next_id(), |w| w.next_id()),
         name: name.map(String::into_boxed_str),
         stack_size: shared.config.stack_size,
+        slot_top: AtomicUsize::new(0),
         spawned_at: Location::caller(),
     };
     let (task, handle) = TaskRef::new(Some(Arc::clone(shard)), info, f);

@@ -747,6 +747,7 @@ impl Worker {
             };
             self.in_flight.set(self.in_flight.get() + 1);
             let (lo, top) = (slot.usable_lo(), slot.top());
+            h.info.slot_top.store(top, Ordering::Relaxed);
             let max = Some(self.shared.config.max_stack);
             ctx.chain = Some(Chain::new(lo, top, max, true));
             // SAFETY: the slot is ours and unused; its top is page aligned.
