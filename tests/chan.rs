@@ -311,6 +311,77 @@ fn timeouts_racing_deliveries_lose_and_duplicate_no_message() {
 /// Channels without a runtime: plain threads only, no assembly, so that
 /// Miri can run these and check the waiter protocol for data races and
 /// aliasing: `cargo +nightly miri test --test chan -- without_runtime`.
+#[test]
+fn a_rendezvous_channel_passes_each_message_from_hand_to_hand() {
+    // bounded(0) panicked before: Go's default `make(chan T)`.
+    let rt = runtime();
+    let (tx, rx) = chan::bounded::<u64>(0);
+    assert_eq!(
+        tx.try_send(7),
+        Err(TrySendError::Full(7)),
+        "nobody receives yet"
+    );
+    assert_eq!(tx.len(), 0);
+    let producers: Vec<_> = (0..4u64)
+        .map(|p| {
+            let tx = tx.clone();
+            rt.spawn(move || {
+                for i in 0..1000 {
+                    tx.send(p * 1000 + i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumer = rt.spawn(move || {
+        let mut seen = vec![0u64; 4];
+        let mut sum = 0;
+        for m in rx.iter() {
+            // Each producer's messages arrive in its order.
+            assert_eq!(m % 1000, seen[(m / 1000) as usize]);
+            seen[(m / 1000) as usize] += 1;
+            sum += m;
+        }
+        (seen, sum)
+    });
+    for p in producers {
+        p.join().unwrap();
+    }
+    let (seen, sum) = consumer.join().unwrap();
+    assert_eq!(seen, vec![1000; 4]);
+    assert_eq!(sum, (0..4000u64).sum::<u64>());
+}
+
+#[test]
+fn a_rendezvous_sender_gets_its_message_back_when_receivers_go() {
+    let rt = runtime();
+    let (tx, rx) = chan::bounded::<String>(0);
+    let (started_tx, started_rx) = chan::bounded(1);
+    let sender = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        tx.send("never taken".into())
+    });
+    started_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(rx);
+    assert_eq!(
+        sender.join().unwrap(),
+        Err(SendError("never taken".to_string()))
+    );
+}
+
+#[test]
+fn a_rendezvous_try_send_succeeds_only_with_a_receiver_waiting() {
+    let rt = runtime();
+    let (tx, rx) = chan::bounded::<u32>(0);
+    let receiver = rt.spawn(move || rx.recv());
+    // Fails until the receiver waits, then hands the message over.
+    while tx.try_send(5).is_err() {
+        std::thread::yield_now();
+    }
+    assert_eq!(receiver.join().unwrap(), Ok(5));
+}
+
 mod without_runtime {
     use super::*;
 

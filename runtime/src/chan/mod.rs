@@ -40,10 +40,6 @@ use crate::task::{Wakeup, park_releasing};
 
 /// A channel holding at most `cap` messages: `send` blocks while it is full.
 ///
-/// # Panics
-///
-/// If `cap` is 0: rendezvous channels are not supported; use `bounded(1)`.
-///
 /// ```
 /// # use growstack_runtime as growstack;
 /// let (tx, rx) = growstack::chan::bounded(1);
@@ -51,12 +47,20 @@ use crate::task::{Wakeup, park_releasing};
 /// assert!(tx.try_send(2).is_err()); // full
 /// assert_eq!(rx.recv(), Ok(1));
 /// ```
+///
+/// `bounded(0)` is a rendezvous channel, Go's `make(chan T)`: it holds no
+/// message, so `send` returns only once a receiver has taken its message
+/// from its hands, and `try_send` succeeds only if a receiver is waiting.
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// let (tx, rx) = growstack::chan::bounded(0);
+/// assert!(tx.try_send(1).is_err()); // nobody is receiving
+/// let sender = std::thread::spawn(move || tx.send(2));
+/// assert_eq!(rx.recv(), Ok(2)); // meets the sender
+/// sender.join().unwrap().unwrap();
+/// ```
 pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
-    assert!(
-        cap > 0,
-        "growstack::chan::bounded(0): zero-capacity (rendezvous) channels are not supported; \
-         use bounded(1)"
-    );
     new(Some(cap))
 }
 
@@ -107,7 +111,9 @@ impl<T> Chan<T> {
 /// The channel's state. Receivers wait only while the queue is empty, and
 /// senders only while it is full: a message meets a waiting receiver
 /// before it would enter the queue, and a slot freed in a full queue is
-/// filled from a waiting sender at once.
+/// filled from a waiting sender at once. A rendezvous channel (capacity
+/// 0) is always full and empty: its senders wait until a receiver takes
+/// the message from them.
 struct Inner<T> {
     queue: VecDeque<T>,
     cap: Option<usize>,
@@ -142,7 +148,14 @@ impl<T> Inner<T> {
     /// waiting sender's message. Returns the message and how that sender
     /// is woken.
     fn poll(&mut self) -> Option<(T, Option<Woken>)> {
-        let msg = self.queue.pop_front()?;
+        let Some(msg) = self.queue.pop_front() else {
+            // Empty with senders waiting: a rendezvous channel. The oldest
+            // sender's message is taken from its hands.
+            return self
+                .send_wait
+                .take()
+                .map(|(msg, sender)| (msg, Some(sender)));
+        };
         let sender = self.send_wait.take().map(|(queued, sender)| {
             self.queue.push_back(queued);
             sender
