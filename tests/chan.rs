@@ -474,10 +474,29 @@ mod without_runtime {
         assert_eq!(rx.into_iter().collect::<Vec<_>>(), [3]);
     }
 
+    /// Plain threads only, so Miri can run it
+    /// (`cargo +nightly miri test --test chan -- threads_rendezvous`).
     #[test]
-    #[should_panic(expected = "zero-capacity (rendezvous) channels are not supported")]
-    fn bounded_zero_is_refused() {
-        let _ = chan::bounded::<u8>(0);
+    fn threads_rendezvous_hand_to_hand() {
+        let (tx, rx) = chan::bounded::<u32>(0);
+        let senders: Vec<_> = (0..2u32)
+            .map(|s| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        tx.send(s * 100 + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut got: Vec<u32> = rx.iter().collect();
+        for s in senders {
+            s.join().unwrap();
+        }
+        got.sort_unstable();
+        let want: Vec<u32> = (0..50).chain(100..150).collect();
+        assert_eq!(got, want);
     }
 
     /// Plain threads only: no runtime and no assembly, so Miri can run it and
