@@ -683,3 +683,38 @@ fn test_attribute_starts_the_workers_it_is_asked_for() {
         assert!(h.join().unwrap(), "three tasks never ran at once");
     }
 }
+
+#[test]
+fn a_panic_in_a_task_names_the_task_and_where_it_was_spawned() {
+    // std names only the worker thread.
+    let Some(out) = common::child(
+        "a_panic_in_a_task_names_the_task_and_where_it_was_spawned",
+        || {
+            let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+            let h = rt.block_on(|| {
+                growstack::task::Builder::new()
+                    .name("parser")
+                    .spawn(|| panic!("unexpected token"))
+            });
+            let _ = h.join();
+            std::process::exit(0);
+        },
+    ) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    common::assert_exited_ok(&out);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("growstack: task #"))
+        .unwrap_or_else(|| panic!("no task line: {stderr}"));
+    assert!(
+        line.contains(" 'parser' (on thread 'growstack-worker-0')"),
+        "{line}"
+    );
+    assert!(line.contains(", spawned at tests/tasks.rs:"), "{line}");
+    assert!(line.ends_with(", panicked:"), "{line}");
+    // std's own message follows, from the hook that was in place.
+    assert!(stderr.contains("panicked at tests/tasks.rs:"), "{stderr}");
+    assert!(stderr.contains("unexpected token"), "{stderr}");
+}

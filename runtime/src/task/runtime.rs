@@ -544,6 +544,11 @@ pub(crate) fn cancel_unstarted(task: &TaskRef) {
 /// such a task returns `Err` with a [`Cancelled`](crate::task::Cancelled)
 /// payload, and [`JoinHandle::is_finished`](crate::JoinHandle::is_finished)
 /// says true. Join your tasks before you drop the runtime.
+///
+/// The first runtime wraps the process's panic hook so that a panic in a
+/// task is preceded by a line naming the task (id, name, where it was
+/// spawned), since std's message names only the worker thread; the hook
+/// that was in place still runs after it.
 pub struct Runtime {
     shared: Arc<Shared>,
     /// The share of tasks spawned from outside the workers.
@@ -808,6 +813,7 @@ impl Builder {
         // Before this runtime starts threads: registering is cheap while
         // the process has one (`membarrier`).
         crate::membarrier::register();
+        name_tasks_in_panics();
         let workers = match self.workers {
             Some(0) => {
                 return Err(io::Error::new(
@@ -901,6 +907,24 @@ const MAX_WORKERS: usize = 4096;
 
 /// The largest task slot `Builder::stack_size` accepts.
 const MAX_TASK_STACK: usize = 1 << 30;
+
+/// Puts a line naming the task in front of the message of a panic in a
+/// task (std names only the thread, a worker), once per process: the
+/// panic hook in place is wrapped and still runs. A hook set later
+/// replaces this one, as with any hook.
+fn name_tasks_in_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(at) = worker::with_current_info(|i| i.map(|i| i.spawned_at)) {
+                let task = crate::task::describe_current();
+                eprintln!("growstack: {task}, spawned at {at}, panicked:");
+            }
+            previous(info);
+        }));
+    });
+}
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
