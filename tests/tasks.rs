@@ -661,14 +661,22 @@ fn test_attribute_starts_the_workers_it_is_asked_for() {
     // 15 bytes of a name: "growstack-worke").
     let name = "test_attribute_starts_the_workers_it_is_asked_for";
     let Some(out) = common::child(name, || {
-        let workers = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter(|t| {
-                let comm = t.as_ref().unwrap().path().join("comm");
-                std::fs::read_to_string(comm).unwrap().trim() == "growstack-worke"
-            })
-            .count();
-        std::process::exit(workers as i32);
+        let count = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter(|t| {
+                    let comm = t.as_ref().unwrap().path().join("comm");
+                    std::fs::read_to_string(comm).unwrap().trim() == "growstack-worke"
+                })
+                .count()
+        };
+        // A thread takes its name once it runs: wait (at most 10 s) for
+        // the third to have started.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while count() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::process::exit(count() as i32);
     }) else {
         return;
     };
