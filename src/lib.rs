@@ -61,9 +61,10 @@
 //!   [`main`], [`test`]) and what deep recursion needs ([`maybe_grow`],
 //!   [`DeepBox`], [`set_max_stack`], [`remaining_stack`], [`profile`],
 //!   [`stats`], [`shrink_now`]).
-//! - [`runtime`]: the [`Runtime`] and the [`runtime::Builder`] that
-//!   configures it (workers, stack sizes, preemption), also at the root as
-//!   [`Runtime`] and [`Builder`].
+//! - [`runtime`]: the [`Runtime`], the [`runtime::Builder`] that
+//!   configures it (workers, stack sizes, preemption), and the [`Handle`]
+//!   that spawns on it from anywhere ([`Handle::current`] in a task); also
+//!   at the root.
 //! - [`task`]: one task. [`task::Builder`] names a task before it is
 //!   spawned (not to be confused with the runtime's [`Builder`]);
 //!   [`JoinHandle`], [`task::current_id`], [`task::Cancelled`],
@@ -424,15 +425,16 @@ pub use growstack_macros::test;
 
 pub use growstack_runtime::task::current_id;
 pub use growstack_runtime::{
-    Builder, JoinHandle, Runtime, chan, sleep, spawn, spawn_blocking, task, yield_now,
+    Builder, Handle, JoinHandle, Runtime, chan, sleep, spawn, spawn_blocking, task, yield_now,
 };
 
-/// The runtime that runs tasks: [`Runtime`] and its [`Builder`], the same
-/// items as at the crate root, grouped as `tokio::runtime` groups them
+/// The runtime that runs tasks: [`Runtime`], its [`Builder`] and its
+/// [`Handle`], the same items as at the crate root, grouped as
+/// `tokio::runtime` groups them
 /// (and apart from [`task::Builder`], which names
 /// one task).
 pub mod runtime {
-    pub use growstack_runtime::{Builder, Runtime};
+    pub use growstack_runtime::{Builder, Handle, Runtime};
 }
 pub use growstack_runtime::{
     DeepBox, Stats, max_stack, maybe_grow, remaining_stack, set_max_stack, stats,

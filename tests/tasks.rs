@@ -717,3 +717,88 @@ fn a_panic_in_a_task_names_the_task_and_where_it_was_spawned() {
     assert!(stderr.contains("panicked at tests/tasks.rs:"), "{stderr}");
     assert!(stderr.contains("unexpected token"), "{stderr}");
 }
+
+#[test]
+fn a_handle_spawns_from_a_plain_thread_and_cancels_once_the_runtime_is_gone() {
+    let rt = growstack::Runtime::builder().workers(2).build().unwrap();
+    assert!(
+        growstack::Handle::try_current().is_none(),
+        "not in a runtime"
+    );
+    let handle = rt.block_on(growstack::Handle::current);
+    // From a plain thread, as a task hands the runtime on.
+    let h2 = handle.clone();
+    let sum = std::thread::spawn(move || {
+        let tasks: Vec<_> = (0..10u64).map(|i| h2.spawn(move || i * 2)).collect();
+        tasks.into_iter().map(|t| t.join().unwrap()).sum::<u64>()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(sum, 90);
+    assert_eq!(handle.block_on(|| 5), 5);
+    drop(rt);
+    // The runtime is gone: a task spawned now never runs; its closure is
+    // dropped and its join says Cancelled (it did not hang).
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let guard = common::CountDrop(Arc::clone(&dropped));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let ran2 = Arc::clone(&ran);
+    let late = handle.spawn(move || {
+        let _guard = guard;
+        ran2.fetch_add(1, Ordering::SeqCst);
+    });
+    let payload = late.join().unwrap_err();
+    assert!(
+        payload
+            .downcast_ref::<growstack::task::Cancelled>()
+            .is_some()
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    // Detached at once, never joined: its closure is dropped all the same
+    // (it stayed in the stopped runtime's queue before).
+    let guard = common::CountDrop(Arc::clone(&dropped));
+    drop(handle.spawn(move || drop(guard)));
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn spawns_through_a_handle_racing_the_runtime_s_drop_each_run_or_are_cancelled() {
+    common::within(
+        Duration::from_secs(120),
+        "handle spawns racing a drop",
+        || {
+            for _ in 0..200 {
+                let rt = growstack::Runtime::builder().workers(2).build().unwrap();
+                let handle = rt.handle();
+                let dropped = Arc::new(AtomicUsize::new(0));
+                let d = Arc::clone(&dropped);
+                let spawner = std::thread::spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let guard = common::CountDrop(Arc::clone(&d));
+                            handle.spawn(move || {
+                                let _guard = guard;
+                                i
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                });
+                drop(rt);
+                let mut outcomes = 0;
+                for h in spawner.join().unwrap() {
+                    match h.join() {
+                        Ok(_) => outcomes += 1,
+                        Err(p) => {
+                            assert!(p.downcast_ref::<growstack::task::Cancelled>().is_some());
+                            outcomes += 1;
+                        }
+                    }
+                }
+                assert_eq!(outcomes, 50);
+                // Every closure was dropped once: run, or cancelled unrun.
+                assert_eq!(dropped.load(Ordering::SeqCst), 50);
+            }
+        },
+    );
+}

@@ -29,7 +29,7 @@ pub use deep_box::DeepBox;
 pub use frame::{GrowthSite, profile, profile_report};
 pub use grow::{max_stack, maybe_grow, remaining_stack, set_max_stack};
 pub use stats::{Stats, stats};
-pub use task::runtime::{Builder, Runtime};
+pub use task::runtime::{Builder, Handle, Runtime};
 pub use task::{JoinHandle, shrink_now, sleep, spawn, spawn_blocking, yield_now};
 
 /// Items used by the code `#[growable]` generates. Not a stable API.

@@ -316,6 +316,16 @@ where
             shared.injected.store(injector.len(), Ordering::Relaxed);
             drop(injector);
             shared.notify_idle();
+            if shared.has_stopped() {
+                // Spawned through a `Handle` on a runtime that has stopped:
+                // nothing will run the task, nor drop its closure (a join
+                // would cancel it, a detached one would stay queued). The
+                // drain in `left_loop` stores `stopped` before it takes the
+                // injector, under the same lock as this push: either it
+                // took this task, or this load sees `stopped`.
+                let late = core::mem::take(&mut *lock(&shared.injector));
+                late.iter().for_each(cancel_unstarted);
+            }
         }
     }
     JoinHandle::new(handle)
@@ -336,6 +346,9 @@ pub(crate) struct Shared {
     /// Joins waited on by threads and tasks outside this runtime
     /// (`Header::wait`), and whether the runtime has stopped.
     joins: Mutex<Joins>,
+    /// The shard of tasks spawned from outside the workers (held by the
+    /// `Runtime`, its `Handle`s and those tasks), for `Handle::current`.
+    outside: std::sync::OnceLock<Weak<Shard>>,
     /// How many workers have drained their queues, for `Runtime::drop`.
     drained: Mutex<usize>,
     drained_cv: Condvar,
@@ -619,6 +632,101 @@ impl Runtime {
     pub(crate) fn outside(&self) -> &Arc<Shard> {
         &self.outside
     }
+
+    /// A [`Handle`] to spawn on this runtime from elsewhere.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            outside: Arc::clone(&self.outside),
+        }
+    }
+}
+
+/// A handle to a [`Runtime`]: spawns tasks on it from anywhere, such as a
+/// plain thread that a task started. Cheap to clone.
+///
+/// It does not keep the runtime's workers alive: once the `Runtime` is
+/// dropped, a task spawned through a handle is cancelled at once (its
+/// closure dropped unrun; joining it returns `Err` with a
+/// [`Cancelled`](crate::task::Cancelled) payload).
+///
+/// ```
+/// # use growstack_runtime as growstack;
+/// let rt = growstack::Runtime::new()?;
+/// let sum = rt.block_on(|| {
+///     let handle = growstack::Handle::current();
+///     // A plain thread spawns tasks back on this task's runtime.
+///     std::thread::spawn(move || {
+///         let tasks: Vec<_> = (0..10u64).map(|i| handle.spawn(move || i * i)).collect();
+///         tasks.into_iter().map(|t| t.join().unwrap()).sum::<u64>()
+///     })
+///     .join()
+///     .unwrap()
+/// });
+/// assert_eq!(sum, 285);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    outside: Arc<Shard>,
+}
+
+impl Handle {
+    /// The handle of the runtime whose task, or worker, calls this.
+    ///
+    /// # Panics
+    ///
+    /// Called elsewhere (a plain thread), or on a worker of a runtime
+    /// that has been dropped; [`Handle::try_current`] returns `None`
+    /// instead.
+    #[track_caller]
+    pub fn current() -> Handle {
+        Handle::try_current().expect(
+            "growstack::Handle::current called outside a growstack runtime: call it in a \
+             task, or get one from Runtime::handle",
+        )
+    }
+
+    /// The handle of the runtime whose task, or worker, calls this, if any.
+    pub fn try_current() -> Option<Handle> {
+        let w = worker::current()?;
+        let outside = w.shard.shared.outside.get()?.upgrade()?;
+        Some(Handle { outside })
+    }
+
+    /// Spawns a task on the runtime (see [`Runtime::spawn`]).
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        spawn(&self.outside, None, f)
+    }
+
+    /// Runs `f` as a task on the runtime and waits for its value (see
+    /// [`Runtime::block_on`]).
+    ///
+    /// # Panics
+    ///
+    /// As `block_on`; and with a [`Cancelled`](crate::task::Cancelled)
+    /// payload if the runtime has been dropped.
+    #[track_caller]
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.spawn(f).join() {
+            Ok(value) => value,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+}
+
+impl core::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
 }
 
 impl Drop for Runtime {
@@ -853,6 +961,7 @@ impl Builder {
             in_loop: AtomicUsize::new(workers),
             stopped: AtomicBool::new(false),
             joins: Mutex::new(Joins::default()),
+            outside: std::sync::OnceLock::new(),
             drained: Mutex::new(0),
             drained_cv: Condvar::new(),
             monitor_lock: Mutex::new(()),
@@ -866,8 +975,10 @@ impl Builder {
             },
         });
         register(&shared);
+        let outside = Shard::new(Arc::clone(&shared), workers);
+        let _ = shared.outside.set(Arc::downgrade(&outside));
         let mut rt = Runtime {
-            outside: Shard::new(Arc::clone(&shared), workers),
+            outside,
             shared,
             threads: Vec::with_capacity(workers),
             monitor: None,
