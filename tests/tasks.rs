@@ -802,3 +802,56 @@ fn spawns_through_a_handle_racing_the_runtime_s_drop_each_run_or_are_cancelled()
         },
     );
 }
+
+#[test]
+fn a_task_panic_with_stderr_a_closed_pipe_still_returns_from_join() {
+    // The hook's line used eprintln!, which panics when the write fails: a
+    // panic in a panic hook aborts the process.
+    let name = "a_task_panic_with_stderr_a_closed_pipe_still_returns_from_join";
+    if std::env::var(common::CHILD).as_deref() == Ok(name) {
+        // Wait for the parent to close the pipe's read end.
+        std::thread::sleep(Duration::from_millis(200));
+        let rt = growstack::Runtime::new().unwrap();
+        let joined = rt.spawn(|| panic!("nobody reads this")).join();
+        std::process::exit(if joined.is_err() { 0 } else { 1 });
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(common::CHILD, name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn the_first_runtime_may_be_built_in_a_destructor_during_unwinding() {
+    // Installing the panic hook then panicked ("cannot modify the panic
+    // hook from a panicking thread") and poisoned every later build.
+    let Some(out) = common::child(
+        "the_first_runtime_may_be_built_in_a_destructor_during_unwinding",
+        || {
+            struct BuildsOnDrop;
+            impl Drop for BuildsOnDrop {
+                fn drop(&mut self) {
+                    let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+                    assert_eq!(rt.block_on(|| 3), 3);
+                }
+            }
+            let caught = std::panic::catch_unwind(|| {
+                let _d = BuildsOnDrop;
+                panic!("unwinding");
+            });
+            assert!(caught.is_err());
+            let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+            assert_eq!(rt.block_on(|| 4), 4);
+            std::process::exit(0);
+        },
+    ) else {
+        return;
+    };
+    common::assert_exited_ok(&out);
+}

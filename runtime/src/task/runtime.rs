@@ -921,7 +921,6 @@ impl Builder {
         // Before this runtime starts threads: registering is cheap while
         // the process has one (`membarrier`).
         crate::membarrier::register();
-        name_tasks_in_panics();
         let workers = match self.workers {
             Some(0) => {
                 return Err(io::Error::new(
@@ -974,6 +973,7 @@ impl Builder {
                 stall_warning: self.stall_warning,
             },
         });
+        name_tasks_in_panics();
         register(&shared);
         let outside = Shard::new(Arc::clone(&shared), workers);
         let _ = shared.outside.set(Arc::downgrade(&outside));
@@ -1022,19 +1022,33 @@ const MAX_TASK_STACK: usize = 1 << 30;
 /// Puts a line naming the task in front of the message of a panic in a
 /// task (std names only the thread, a worker), once per process: the
 /// panic hook in place is wrapped and still runs. A hook set later
-/// replaces this one, as with any hook.
+/// replaces this one, as with any hook. Not while this thread panics (a
+/// runtime built in a destructor during unwinding): std refuses to change
+/// the hook then, and a later build installs it.
 fn name_tasks_in_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let Some(at) = worker::with_current_info(|i| i.map(|i| i.spawned_at)) {
-                let task = crate::task::describe_current();
-                eprintln!("growstack: {task}, spawned at {at}, panicked:");
-            }
-            previous(info);
-        }));
-    });
+    static INSTALLED: Mutex<bool> = Mutex::new(false);
+    if std::thread::panicking() {
+        return;
+    }
+    let mut installed = lock(&INSTALLED);
+    if *installed {
+        return;
+    }
+    *installed = true;
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(at) = worker::with_current_info(|i| i.map(|i| i.spawned_at)) {
+            // One write, whose failure is ignored (a panic in a panic hook
+            // aborts, and stderr may be a closed pipe): std's own message
+            // follows it whole.
+            let line = format!(
+                "growstack: {}, spawned at {at}, panicked:\n",
+                crate::task::describe_current()
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        }
+        previous(info);
+    }));
 }
 
 fn invalid(msg: String) -> io::Error {
