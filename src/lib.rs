@@ -365,6 +365,16 @@ pub struct Edition2015;
 ///     assert_eq!(result, "the user's");
 /// }
 /// ```
+///
+/// `workers` takes any integer literal and a trailing comma, and a return
+/// type that is `Send` through a reference is accepted:
+///
+/// ```
+/// #[growstack::main(workers = 2u8,)]
+/// fn main() -> Result<(), &'static (dyn std::error::Error + Sync)> {
+///     Ok(())
+/// }
+/// ```
 #[cfg(doctest)]
 pub struct MainHygiene;
 

@@ -114,8 +114,9 @@ fn try_expand(entry: Entry, args: TokenStream, input: TokenStream) -> syn::Resul
     })
 }
 
-/// `workers = N`, the only argument: the number of worker threads (the
-/// default is one per CPU, as `Runtime::new` has it).
+/// `workers = N`, the only argument (a trailing comma allowed): the number
+/// of worker threads (the default is one per CPU, as `Runtime::new` has
+/// it), checked here against the runtime's bounds.
 fn workers(name: &str, args: TokenStream) -> syn::Result<Option<syn::LitInt>> {
     if args.is_empty() {
         return Ok(None);
@@ -126,38 +127,57 @@ fn workers(name: &str, args: TokenStream) -> syn::Result<Option<syn::LitInt>> {
             let key: syn::Ident = input.parse()?;
             input.parse::<syn::Token![=]>()?;
             let value: syn::LitInt = input.parse()?;
+            if !input.is_empty() {
+                input.parse::<syn::Token![,]>()?;
+            }
             Ok((key, value))
         },
         args.clone(),
     );
-    match parsed {
-        Ok((key, value)) if key == "workers" => {
-            if value.base10_parse::<usize>()? == 0 {
-                return Err(Error::new_spanned(
-                    value,
-                    "a runtime needs at least one worker",
-                ));
-            }
-            Ok(Some(value))
-        }
-        _ => Err(Error::new_spanned(args, usage())),
+    let value = match parsed {
+        Ok((key, value)) if key == "workers" => value,
+        _ => return Err(Error::new_spanned(args, usage())),
+    };
+    let n: usize = value
+        .base10_parse()
+        .map_err(|_| Error::new_spanned(&value, usage()))?;
+    if n == 0 || n > MAX_WORKERS {
+        return Err(Error::new_spanned(
+            value,
+            format!("a runtime has 1 to {MAX_WORKERS} workers"),
+        ));
     }
+    // Unsuffixed: `2u8` is a number of workers too.
+    Ok(Some(syn::LitInt::new(&n.to_string(), value.span())))
 }
 
-/// A trait object in `ty` whose bounds do not name `Send` (`Box<dyn
-/// Error>`), which a task cannot return.
+/// The runtime's own bound (`Builder::build`).
+const MAX_WORKERS: usize = 4096;
+
+/// An owned trait object without `Send` in `ty` (`Box<dyn Error>`, also in
+/// `Arc` or `Rc`), which a task cannot return. A reference to one may be
+/// `Send` (`&(dyn Error + Sync)`), and other shapes are left to the type
+/// check.
 fn not_send_object(ty: &syn::Type) -> Option<&syn::TypeTraitObject> {
     struct Finder<'a>(Option<&'a syn::TypeTraitObject>);
     impl<'a> syn::visit::Visit<'a> for Finder<'a> {
-        fn visit_type_trait_object(&mut self, t: &'a syn::TypeTraitObject) {
-            let send = t.bounds.iter().any(|b| {
-                matches!(b, syn::TypeParamBound::Trait(tr)
-                    if tr.path.segments.last().is_some_and(|s| s.ident == "Send"))
-            });
-            if !send && self.0.is_none() {
-                self.0 = Some(t);
+        fn visit_path_segment(&mut self, seg: &'a syn::PathSegment) {
+            let owner = seg.ident == "Box" || seg.ident == "Arc" || seg.ident == "Rc";
+            if owner
+                && self.0.is_none()
+                && let syn::PathArguments::AngleBracketed(args) = &seg.arguments
+                && let Some(syn::GenericArgument::Type(syn::Type::TraitObject(t))) =
+                    args.args.first()
+            {
+                let send = t.bounds.iter().any(|b| {
+                    matches!(b, syn::TypeParamBound::Trait(tr)
+                        if tr.path.segments.last().is_some_and(|s| s.ident == "Send"))
+                });
+                if !send {
+                    self.0 = Some(t);
+                }
             }
-            syn::visit::visit_type_trait_object(self, t);
+            syn::visit::visit_path_segment(self, seg);
         }
     }
     let mut f = Finder(None);

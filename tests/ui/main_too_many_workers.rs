@@ -1,0 +1,2 @@
+#[growstack::main(workers = 1_000_000)]
+fn main() {}
