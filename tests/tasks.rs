@@ -711,8 +711,9 @@ fn a_panic_in_a_task_names_the_task_and_where_it_was_spawned() {
         line.contains(" 'parser' (on thread 'growstack-worker-0')"),
         "{line}"
     );
-    assert!(line.contains(", spawned at tests/tasks.rs:"), "{line}");
-    assert!(line.ends_with(", panicked:"), "{line}");
+    assert!(line.contains(" (spawned at tests/tasks.rs:"), "{line}");
+    assert!(line.contains(") panicked at tests/tasks.rs:"), "{line}");
+    assert!(line.ends_with(": unexpected token"), "{line}");
     // std's own message follows, from the hook that was in place.
     assert!(stderr.contains("panicked at tests/tasks.rs:"), "{stderr}");
     assert!(stderr.contains("unexpected token"), "{stderr}");
@@ -854,4 +855,53 @@ fn the_first_runtime_may_be_built_in_a_destructor_during_unwinding() {
         return;
     };
     common::assert_exited_ok(&out);
+}
+
+#[test]
+fn join_timeout_gives_the_handle_back_then_the_outcome_in_tasks_and_threads() {
+    let rt = growstack::Runtime::builder().workers(2).build().unwrap();
+    for in_task in [false, true] {
+        let (tx, rx) = growstack::chan::bounded::<u32>(0);
+        let waiting = rt.spawn(move || rx.recv().unwrap() * 2);
+        let check = move || {
+            let waiting = waiting
+                .join_timeout(Duration::from_millis(10))
+                .expect_err("the task waits for a message");
+            tx.send(21).unwrap();
+            waiting
+                .join_timeout(Duration::from_secs(60))
+                .ok()
+                .unwrap()
+                .unwrap()
+        };
+        let got = if in_task { rt.block_on(check) } else { check() };
+        assert_eq!(got, 42, "in a task: {in_task}");
+    }
+    // A panic's payload comes back as from join.
+    let boom = rt.spawn(|| -> u32 { panic!("boom") });
+    let payload = boom
+        .join_timeout(Duration::from_secs(60))
+        .ok()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+    // A task its dropped runtime will never finish: Cancelled, not a timeout.
+    let (_keep, rx) = growstack::chan::bounded::<()>(0);
+    let (started_tx, started_rx) = growstack::chan::bounded(1);
+    let stuck = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        let _ = rx.recv();
+    });
+    started_rx.recv().unwrap();
+    drop(rt);
+    let payload = stuck
+        .join_timeout(Duration::from_secs(60))
+        .ok()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        payload
+            .downcast_ref::<growstack::task::Cancelled>()
+            .is_some()
+    );
 }

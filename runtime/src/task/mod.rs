@@ -78,6 +78,44 @@ impl<T> JoinHandle<T> {
         self.task.join()
     }
 
+    /// Like [`join`](JoinHandle::join), waiting at most `timeout`: the
+    /// handle comes back in `Err` if the task has not finished by then, to
+    /// join later or drop (which detaches the task).
+    ///
+    /// It watches [`is_finished`](JoinHandle::is_finished) with sleeps that
+    /// double from 50 µs up to 1 ms (parking a task, blocking a thread), so
+    /// it returns within about 1 ms of the task's end; [`join`] itself
+    /// wakes at once.
+    ///
+    /// [`join`]: JoinHandle::join
+    ///
+    /// ```
+    /// # use growstack_runtime as growstack;
+    /// use std::time::Duration;
+    /// let rt = growstack::Runtime::new()?;
+    /// let (tx, rx) = growstack::chan::bounded::<()>(0);
+    /// let waiting = rt.spawn(move || rx.recv().is_ok());
+    /// let waiting = waiting.join_timeout(Duration::from_millis(20)).unwrap_err();
+    /// tx.send(()).unwrap();
+    /// assert!(waiting.join_timeout(Duration::from_secs(60)).ok().unwrap().unwrap());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<std::thread::Result<T>, JoinHandle<T>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut nap = Duration::from_micros(50);
+        loop {
+            if self.is_finished() {
+                return Ok(self.join());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(self);
+            }
+            sleep(nap.min(deadline - now));
+            nap = (nap * 2).min(Duration::from_millis(1));
+        }
+    }
+
     /// Whether the task has finished, or will never finish because its
     /// runtime was dropped (either way, `join` would not block).
     pub fn is_finished(&self) -> bool {

@@ -560,8 +560,10 @@ pub(crate) fn cancel_unstarted(task: &TaskRef) {
 ///
 /// The first runtime wraps the process's panic hook so that a panic in a
 /// task is preceded by a line naming the task (id, name, where it was
-/// spawned), since std's message names only the worker thread; the hook
-/// that was in place still runs after it.
+/// spawned) with the panic's location and message, since std's message
+/// names only the worker thread; the hook that was in place still runs
+/// after it. The line is written to stderr directly, so a test harness
+/// that captures std's message still shows it.
 pub struct Runtime {
     shared: Arc<Shared>,
     /// The share of tasks spawned from outside the workers.
@@ -1021,7 +1023,7 @@ const MAX_TASK_STACK: usize = 1 << 30;
 
 /// Puts a line naming the task in front of the message of a panic in a
 /// task (std names only the thread, a worker), once per process: the
-/// panic hook in place is wrapped and still runs. A hook set later
+/// panic hook in place is wrapped and still runs after it. A hook set later
 /// replaces this one, as with any hook. Not while this thread panics (a
 /// runtime built in a destructor during unwinding): std refuses to change
 /// the hook then, and a later build installs it.
@@ -1037,12 +1039,22 @@ fn name_tasks_in_panics() {
     *installed = true;
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(at) = worker::with_current_info(|i| i.map(|i| i.spawned_at)) {
+        if let Some(spawned) = worker::with_current_info(|i| i.map(|i| i.spawned_at)) {
             // One write, whose failure is ignored (a panic in a panic hook
-            // aborts, and stderr may be a closed pipe): std's own message
-            // follows it whole.
+            // aborts, and stderr may be a closed pipe). It goes straight to
+            // stderr, past a test harness's capture of std's message, so
+            // it says in full what happened.
+            let payload = info.payload();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("Box<dyn Any>");
+            let at = info
+                .location()
+                .map_or(String::new(), |l| format!(" at {l}"));
             let line = format!(
-                "growstack: {}, spawned at {at}, panicked:\n",
+                "growstack: {} (spawned at {spawned}) panicked{at}: {msg}\n",
                 crate::task::describe_current()
             );
             let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
