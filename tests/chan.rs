@@ -558,3 +558,16 @@ mod without_runtime {
         assert_eq!(drops.load(Ordering::SeqCst), 2 * per_producer as usize);
     }
 }
+
+#[test]
+fn a_timeout_past_any_instant_is_no_timeout() {
+    // `Instant::now() + Duration::MAX` panicked.
+    let (tx, rx) = chan::unbounded::<u8>();
+    tx.send(1).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::MAX), Ok(1));
+    drop(tx);
+    assert_eq!(
+        rx.recv_timeout(Duration::MAX),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}

@@ -877,6 +877,9 @@ fn join_timeout_gives_the_handle_back_then_the_outcome_in_tasks_and_threads() {
         let got = if in_task { rt.block_on(check) } else { check() };
         assert_eq!(got, 42, "in a task: {in_task}");
     }
+    // A timeout past any instant waits as join does.
+    let h = rt.spawn(|| 9);
+    assert_eq!(h.join_timeout(Duration::MAX).ok().unwrap().unwrap(), 9);
     // A panic's payload comes back as from join.
     let boom = rt.spawn(|| -> u32 { panic!("boom") });
     let payload = boom
@@ -899,6 +902,28 @@ fn join_timeout_gives_the_handle_back_then_the_outcome_in_tasks_and_threads() {
         .ok()
         .unwrap()
         .unwrap_err();
+    assert!(
+        payload
+            .downcast_ref::<growstack::task::Cancelled>()
+            .is_some()
+    );
+}
+
+#[test]
+fn sleeping_past_any_instant_sleeps_instead_of_panicking() {
+    // `Instant::now() + Duration::MAX` panicked in the task.
+    let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = growstack::chan::bounded(1);
+    let sleeper = rt.spawn(move || {
+        tx.send(()).unwrap();
+        growstack::sleep(Duration::MAX);
+    });
+    rx.recv().unwrap();
+    let sleeper = sleeper
+        .join_timeout(Duration::from_millis(50))
+        .expect_err("still asleep, not panicked");
+    drop(rt);
+    let payload = sleeper.join().unwrap_err();
     assert!(
         payload
             .downcast_ref::<growstack::task::Cancelled>()

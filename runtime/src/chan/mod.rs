@@ -320,7 +320,8 @@ impl<T> Receiver<T> {
     /// assert_eq!(err, Err(RecvTimeoutError::Timeout));
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_until(Some(Instant::now() + timeout))
+        // A timeout past any instant is no timeout (`+` would panic).
+        self.recv_until(Instant::now().checked_add(timeout))
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {

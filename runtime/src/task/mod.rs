@@ -101,13 +101,16 @@ impl<T> JoinHandle<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<std::thread::Result<T>, JoinHandle<T>> {
-        let deadline = std::time::Instant::now() + timeout;
+        // A timeout beyond any instant is no timeout.
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return Ok(self.join());
+        };
         let mut nap = Duration::from_micros(50);
         loop {
             if self.is_finished() {
                 return Ok(self.join());
             }
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             if now >= deadline {
                 return Err(self);
             }
@@ -312,7 +315,12 @@ pub fn sleep(d: Duration) {
     if worker::current_task().is_none() {
         return std::thread::sleep(d);
     }
-    let deadline = Instant::now() + d;
+    // Past any instant: forever, as `std::thread::sleep` does.
+    let Some(deadline) = Instant::now().checked_add(d) else {
+        loop {
+            park::park();
+        }
+    };
     while Instant::now() < deadline {
         park_until(deadline);
     }
