@@ -930,3 +930,61 @@ fn sleeping_past_any_instant_sleeps_instead_of_panicking() {
             .is_some()
     );
 }
+
+#[test]
+fn a_task_panic_while_another_thread_holds_stderr_does_not_hang_its_worker() {
+    // The hook's line took std's stderr lock, held here for good by the
+    // main thread: the panicking worker waited forever.
+    let name = "a_task_panic_while_another_thread_holds_stderr_does_not_hang_its_worker";
+    let Some(out) = common::child(name, || {
+        let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+        let stderr = std::io::stderr();
+        let _held = stderr.lock();
+        let h = rt.spawn(|| panic!("while stderr is locked"));
+        let joined = common::within(Duration::from_secs(30), "a panic in a task", move || {
+            h.join().is_err()
+        });
+        std::process::exit(if joined { 0 } else { 1 });
+    }) else {
+        return;
+    };
+    common::assert_exited_ok(&out);
+}
+
+/// Spawns a copy of itself through `handle` when dropped, `left` more times.
+struct Respawner {
+    handle: growstack::Handle,
+    left: u32,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Respawner {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        if self.left > 0 {
+            let next = Respawner {
+                handle: self.handle.clone(),
+                left: self.left - 1,
+                drops: Arc::clone(&self.drops),
+            };
+            drop(self.handle.spawn(move || drop(next)));
+        }
+    }
+}
+
+#[test]
+fn closures_that_respawn_on_drop_after_the_runtime_stopped_do_not_recurse() {
+    // Each late spawn was cancelled in place, dropping the closure, whose
+    // drop spawned again: 100k nested cancellations overflowed the stack.
+    let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+    let handle = rt.handle();
+    drop(rt);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let first = Respawner {
+        handle: handle.clone(),
+        left: 100_000,
+        drops: Arc::clone(&drops),
+    };
+    drop(handle.spawn(move || drop(first)));
+    assert_eq!(drops.load(Ordering::SeqCst), 100_001);
+}

@@ -323,12 +323,38 @@ where
                 // drain in `left_loop` stores `stopped` before it takes the
                 // injector, under the same lock as this push: either it
                 // took this task, or this load sees `stopped`.
-                let late = core::mem::take(&mut *lock(&shared.injector));
-                late.iter().for_each(cancel_unstarted);
+                cancel_late(shared);
             }
         }
     }
     JoinHandle::new(handle)
+}
+
+/// Cancels the tasks queued on a stopped runtime. A closure whose drop
+/// spawns again through a handle queues its task for the loop of the
+/// outermost call on this thread instead of recursing (a closure that
+/// respawns itself on drop would overflow the stack).
+fn cancel_late(shared: &Shared) {
+    thread_local! {
+        static CANCELLING: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+    if CANCELLING.with(|c| c.replace(true)) {
+        return;
+    }
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            CANCELLING.with(|c| c.set(false));
+        }
+    }
+    let _done = Done;
+    loop {
+        let late = core::mem::take(&mut *lock(&shared.injector));
+        if late.is_empty() {
+            return;
+        }
+        late.iter().for_each(cancel_unstarted);
+    }
 }
 
 /// What the workers of one runtime share.
@@ -564,6 +590,11 @@ pub(crate) fn cancel_unstarted(task: &TaskRef) {
 /// names only the worker thread; the hook that was in place still runs
 /// after it. The line is written to stderr directly, so a test harness
 /// that captures std's message still shows it.
+///
+/// A destructor that runs while a task panics should not block on
+/// growstack: std counts panics per thread, so the worker's next task
+/// would see [`std::thread::panicking`] return true until the first one
+/// resumes.
 pub struct Runtime {
     shared: Arc<Shared>,
     /// The share of tasks spawned from outside the workers.
@@ -675,11 +706,15 @@ pub struct Handle {
 impl Handle {
     /// The handle of the runtime whose task, or worker, calls this.
     ///
+    /// A [`spawn_blocking`](crate::spawn_blocking) job runs on a plain
+    /// thread of a pool, outside any runtime: get the handle in the task
+    /// and move it into the job.
+    ///
     /// # Panics
     ///
-    /// Called elsewhere (a plain thread), or on a worker of a runtime
-    /// that has been dropped; [`Handle::try_current`] returns `None`
-    /// instead.
+    /// Called elsewhere (a plain thread, a `spawn_blocking` job), or on a
+    /// worker of a runtime that has been dropped;
+    /// [`Handle::try_current`] returns `None` instead.
     #[track_caller]
     pub fn current() -> Handle {
         Handle::try_current().expect(
@@ -1057,10 +1092,25 @@ fn name_tasks_in_panics() {
                 "growstack: {} (spawned at {spawned}) panicked{at}: {msg}\n",
                 crate::task::describe_current()
             );
-            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+            write_stderr(line.as_bytes());
         }
         previous(info);
     }));
+}
+
+/// Writes `bytes` to file descriptor 2, ignoring errors, without std's
+/// stderr lock: another thread, or a task parked on another worker, may
+/// hold that lock for good, and std's own panic message does not take it
+/// either.
+fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: write(2) reads `bytes.len()` bytes from a live slice.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        if n <= 0 {
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
 }
 
 fn invalid(msg: String) -> io::Error {
