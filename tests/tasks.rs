@@ -988,3 +988,22 @@ fn closures_that_respawn_on_drop_after_the_runtime_stopped_do_not_recurse() {
     drop(handle.spawn(move || drop(first)));
     assert_eq!(drops.load(Ordering::SeqCst), 100_001);
 }
+
+#[test]
+fn panic_note_off_leaves_only_std_s_message() {
+    let Some(out) = common::child("panic_note_off_leaves_only_std_s_message", || {
+        let rt = growstack::Runtime::builder()
+            .workers(1)
+            .panic_note(false)
+            .build()
+            .unwrap();
+        let _ = rt.spawn(|| panic!("quietly")).join();
+        std::process::exit(0);
+    }) else {
+        return;
+    };
+    common::assert_exited_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("growstack: task #"), "{stderr}");
+    assert!(stderr.contains("quietly"), "{stderr}");
+}

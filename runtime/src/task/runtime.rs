@@ -47,6 +47,8 @@ pub(crate) struct Config {
     /// How long a task may hold its worker, while others wait for it,
     /// before the monitor warns (`Builder::stall_warning`).
     pub(crate) stall_warning: Option<Duration>,
+    /// Whether a panic in a task gets a line naming it (`panic_note`).
+    pub(crate) panic_note: bool,
 }
 
 /// The part of a worker other threads reach.
@@ -589,7 +591,8 @@ pub(crate) fn cancel_unstarted(task: &TaskRef) {
 /// spawned) with the panic's location and message, since std's message
 /// names only the worker thread; the hook that was in place still runs
 /// after it. The line is written to stderr directly, so a test harness
-/// that captures std's message still shows it.
+/// that captures std's message still shows it. [`Builder::panic_note`]
+/// turns it off.
 ///
 /// A destructor that runs while a task panics should not block on
 /// growstack: std counts panics per thread, so the worker's next task
@@ -838,6 +841,7 @@ pub struct Builder {
     cached_stacks: usize,
     preempt: Option<Duration>,
     stall_warning: Option<Duration>,
+    panic_note: bool,
 }
 
 impl Default for Builder {
@@ -857,6 +861,7 @@ impl Builder {
             cached_stacks: 256,
             preempt: None,
             stall_warning: Some(Duration::from_secs(1)),
+            panic_note: true,
         }
     }
 
@@ -945,6 +950,17 @@ impl Builder {
         self
     }
 
+    /// Whether a panic in one of this runtime's tasks is preceded, on
+    /// stderr, by a line naming the task (id, name, where it was spawned)
+    /// with the panic's location and message (default: on). std's own
+    /// message names only the worker thread. Turn it off in a program that
+    /// silences some panics with its own hook: the line is written before
+    /// that hook runs, whatever it decides.
+    pub fn panic_note(mut self, on: bool) -> Builder {
+        self.panic_note = on;
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// # Errors
@@ -1008,6 +1024,7 @@ impl Builder {
                 cached_stacks: self.cached_stacks,
                 preempt: self.preempt,
                 stall_warning: self.stall_warning,
+                panic_note: self.panic_note,
             },
         });
         name_tasks_in_panics();
@@ -1074,7 +1091,10 @@ fn name_tasks_in_panics() {
     *installed = true;
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(spawned) = worker::with_current_info(|i| i.map(|i| i.spawned_at)) {
+        let note = worker::current().is_some_and(|w| w.shard.shared.config.panic_note);
+        if let Some(spawned) = worker::with_current_info(|i| i.map(|i| i.spawned_at))
+            && note
+        {
             // One write, whose failure is ignored (a panic in a panic hook
             // aborts, and stderr may be a closed pipe). It goes straight to
             // stderr, past a test harness's capture of std's message, so
