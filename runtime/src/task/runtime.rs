@@ -641,10 +641,7 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match self.spawn(f).join() {
-            Ok(value) => value,
-            Err(payload) => std::panic::resume_unwind(payload),
-        }
+        block_on(&self.outside, f)
     }
 
     /// Spawns a task on this runtime.
@@ -756,10 +753,21 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match self.spawn(f).join() {
-            Ok(value) => value,
-            Err(payload) => std::panic::resume_unwind(payload),
-        }
+        block_on(&self.outside, f)
+    }
+}
+
+/// Runs `f` as a task spawned with `outside` and waits for its value,
+/// resuming its panic here (`Runtime::block_on`, `Handle::block_on`).
+#[track_caller]
+fn block_on<F, T>(outside: &Arc<Shard>, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match spawn(outside, None, f).join() {
+        Ok(value) => value,
+        Err(payload) => std::panic::resume_unwind(payload),
     }
 }
 
