@@ -812,54 +812,31 @@ impl Fields {
     }
 }
 
+fn fields() -> Fields {
+    Fields {
+        first: D(1),
+        second: D(2),
+    }
+}
+
 #[test]
 fn fields_of_self_drop_in_the_plain_order() {
-    drop(
-        Fields {
-            first: D(1),
-            second: D(2),
-        }
-        .second_unless_plain(true),
-    );
+    drop(fields().second_unless_plain(true));
     assert_eq!(log(), [1, 2]);
     always(vec![1, 2], || {
-        drop(
-            Fields {
-                first: D(1),
-                second: D(2),
-            }
-            .second_unless(true),
-        );
+        drop(fields().second_unless(true));
         log()
     });
     always(vec![1, 2], || {
-        drop(
-            Box::new(Fields {
-                first: D(1),
-                second: D(2),
-            })
-            .boxed_second_unless(true),
-        );
+        drop(Box::new(fields()).boxed_second_unless(true));
         log()
     });
     always(vec![1, 2], || {
-        drop(
-            Fields {
-                first: D(1),
-                second: D(2),
-            }
-            .named_second_unless(true),
-        );
+        drop(fields().named_second_unless(true));
         log()
     });
     always(vec![1, 2], || {
-        drop(
-            Fields {
-                first: D(1),
-                second: D(2),
-            }
-            .second_unless(false),
-        );
+        drop(fields().second_unless(false));
         log()
     });
 }

@@ -397,23 +397,16 @@ fn instrument_item(item: &mut Item, args: Args, errors: &mut Vec<syn::Error>, to
                             .into_iter()
                             .map(Item::Fn),
                     ),
-                    Item::Impl(mut i) => {
-                        let own = own_args(&mut i.attrs, args, errors);
-                        let mut it = Item::Impl(i);
-                        instrument_item(&mut it, own, errors, false);
-                        items.push(it);
-                    }
-                    Item::Trait(mut t) => {
-                        let own = own_args(&mut t.attrs, args, errors);
-                        let mut it = Item::Trait(t);
-                        instrument_item(&mut it, own, errors, false);
-                        items.push(it);
-                    }
-                    Item::Mod(mut m) => {
-                        let own = own_args(&mut m.attrs, args, errors);
-                        let mut it = Item::Mod(m);
-                        instrument_item(&mut it, own, errors, false);
-                        items.push(it);
+                    mut block @ (Item::Impl(_) | Item::Trait(_) | Item::Mod(_)) => {
+                        let attrs = match &mut block {
+                            Item::Impl(i) => &mut i.attrs,
+                            Item::Trait(t) => &mut t.attrs,
+                            Item::Mod(m) => &mut m.attrs,
+                            _ => unreachable!("matched above"),
+                        };
+                        let own = own_args(attrs, args, errors);
+                        instrument_item(&mut block, own, errors, false);
+                        items.push(block);
                     }
                     other => items.push(other),
                 }
