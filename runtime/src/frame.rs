@@ -1,7 +1,11 @@
 //! [`FrameDesc`]: the static descriptor each annotated function gets, and
 //! the growth profile built from them.
 
+use core::cell::Cell;
+use core::panic::Location;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// Describes one annotated function: where it is and how much stack its
 /// body needs beyond the red zone. `#[growable]` makes one `static` per
@@ -76,6 +80,40 @@ impl FrameDesc {
             }
         }
     }
+}
+
+/// The descriptor of a call site that is not an annotated function (a call
+/// of the stacker compat API): `name` (a path, `stacker::grow`) at `at`, made at the site's first
+/// growth and kept for the life of the process, like an annotated
+/// function's `static`. Growths only: runs on g0, which has room for the
+/// lock and the map.
+pub(crate) fn site(name: &'static str, at: &'static Location<'static>) -> &'static FrameDesc {
+    type Key = (&'static str, &'static str, u32, u32);
+    thread_local! {
+        /// The last site this thread grew at: a call sitting on a boundary
+        /// in a loop finds its descriptor without the lock.
+        static LAST: Cell<Option<(Key, &'static FrameDesc)>> = const { Cell::new(None) };
+    }
+    static SITES: Mutex<BTreeMap<Key, &'static FrameDesc>> = Mutex::new(BTreeMap::new());
+    let key = (name, at.file(), at.line(), at.column());
+    if let Ok(Some((k, desc))) = LAST.try_with(Cell::get)
+        && k == key
+    {
+        return desc;
+    }
+    let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+    let desc: &'static FrameDesc = sites.entry(key).or_insert_with(|| {
+        let (module_path, name) = name.rsplit_once("::").unwrap_or(("", name));
+        Box::leak(Box::new(FrameDesc::new(
+            name,
+            module_path,
+            at.file(),
+            at.line(),
+            0,
+        )))
+    });
+    let _ = LAST.try_with(|last| last.set(Some((key, desc))));
+    desc
 }
 
 /// One annotated function in the growth profile (see [`profile`]).

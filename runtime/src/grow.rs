@@ -27,7 +27,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use crate::arch::{self, SwitchRecord};
 use crate::frame::FrameDesc;
 use crate::guard;
-use crate::stack::{Chain, Saved};
+use crate::stack::{Chain, Need, Saved, Slot, arena, segment_for};
 use crate::thread::{self, ThreadStack};
 
 /// Go's default maximum stack (runtime/proc.go: 1 GB on 64-bit systems).
@@ -120,7 +120,7 @@ impl fmt::Display for Refusal {
 }
 
 /// The closure of a re-call and, after it ran, its outcome.
-enum Call<F, R> {
+pub(crate) enum Call<F, R> {
     Pending(F),
     Returned(R),
     Panicked(Box<dyn Any + Send>),
@@ -136,10 +136,52 @@ struct Growth {
     thread: *mut ThreadStack,
     /// The chain that grew, set by newstack: the one lessstack restores.
     chain: *mut Chain,
-    desc: &'static FrameDesc,
+    site: Site,
     kind: Entry,
     saved: Saved,
+    /// A slot of the call's own, for an [`Entry::Segment`] call from a
+    /// stack growstack does not know; lessstack frees it.
+    own: Option<Slot>,
     refusal: Option<Refusal>,
+}
+
+/// Who grows: an annotated function (or [`maybe_grow`]), with its static
+/// descriptor, or a call of the stacker compat API, whose descriptor is
+/// made for its location at its first growth (on g0, which has room).
+#[derive(Clone, Copy)]
+pub(crate) enum Site {
+    Desc(&'static FrameDesc),
+    Call {
+        name: &'static str,
+        at: &'static core::panic::Location<'static>,
+    },
+}
+
+impl Site {
+    fn name(self) -> &'static str {
+        match self {
+            Site::Desc(desc) => desc.name,
+            Site::Call { name, .. } => name,
+        }
+    }
+
+    /// Bytes the body needs beyond the red zone.
+    fn frame(self, kind: Entry) -> usize {
+        match (self, kind) {
+            (_, Entry::Segment { room }) => room,
+            (Site::Desc(desc), _) => desc.frame,
+            (Site::Call { .. }, _) => 0,
+        }
+    }
+
+    /// The descriptor growths are counted on. Allocates on first use of a
+    /// call site: call on g0.
+    fn desc(self) -> &'static FrameDesc {
+        match self {
+            Site::Desc(desc) => desc,
+            Site::Call { name, at } => crate::frame::site(name, at),
+        }
+    }
 }
 
 /// The slow path of an annotated function: runs `f`, which calls the
@@ -151,7 +193,7 @@ struct Growth {
 #[inline(never)]
 #[track_caller]
 pub fn morestack<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
-    run_with_room(desc, Entry::Recall, f)
+    run_with_room(Site::Desc(desc), Entry::Recall, f)
 }
 
 /// Like [`morestack`] for a closure that is not a re-call (a `Drop` body,
@@ -160,29 +202,35 @@ pub fn morestack<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
 #[inline(never)]
 #[track_caller]
 pub fn morestack_body<R, F: FnOnce() -> R>(desc: &'static FrameDesc, f: F) -> R {
-    run_with_room(desc, Entry::Body, f)
+    run_with_room(Site::Desc(desc), Entry::Body, f)
 }
 
-/// What the closure given to the runtime is.
+/// What the closure given to the runtime is, and the stack it needs.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Entry {
+pub(crate) enum Entry {
     /// It calls the annotated function again, whose first act is its check.
     Recall,
-    /// Anything else.
+    /// Anything else, which needs the red zone (and its frame) from here.
     Body,
+    /// Anything else, which must run on a segment with `room` bytes
+    /// beyond the red zone, even if this stack has them (stacker's `grow`).
+    Segment { room: usize },
 }
 
 #[inline(always)]
 #[track_caller]
-fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f: F) -> R {
-    if crate::task::preempt_point() && guard::has_room_for(desc.frame) {
+pub(crate) fn run_with_room<R, F: FnOnce() -> R>(site: Site, entry: Entry, f: F) -> R {
+    if !matches!(entry, Entry::Segment { .. })
+        && crate::task::preempt_point()
+        && guard::has_room_for(site.frame(entry))
+    {
         // The check failed because the monitor preempted this task, which
         // has now yielded and been resumed: there was room all along.
         return f();
     }
     let mut call = Call::<F, R>::Pending(f);
     let data = (&raw mut call).cast::<u8>();
-    match run_elsewhere(desc, entry, data, trampoline::<F, R>) {
+    match run_elsewhere(site, entry, data, trampoline::<F, R>) {
         Ok(()) => {}
         Err(None) => {
             // The thread is exiting and its stacks are gone: stay here.
@@ -194,9 +242,9 @@ fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f:
         Err(Some(refusal)) => {
             drop(call);
             if std::thread::panicking() {
-                refused_while_unwinding(&refusal, desc);
+                refused_while_unwinding(&refusal, site.name());
             }
-            panic!("{refusal} (growing for a call to `{}`)", desc.name);
+            panic!("{refusal} (growing for a call to `{}`)", site.name());
         }
     }
     match call {
@@ -214,12 +262,11 @@ fn run_with_room<R, F: FnOnce() -> R>(desc: &'static FrameDesc, entry: Entry, f:
 /// a full backtrace for each nested panic. Like a panic that escapes a
 /// destructor during unwinding, this aborts, at once and with a message.
 #[cold]
-fn refused_while_unwinding(refusal: &Refusal, desc: &FrameDesc) -> ! {
+fn refused_while_unwinding(refusal: &Refusal, name: &str) -> ! {
     eprintln!(
-        "{refusal} (growing for a call to `{}`)\n\
+        "{refusal} (growing for a call to `{name}`)\n\
          growstack: the stack limit was reached again while unwinding from an earlier panic \
-         (a destructor needed more stack); aborting",
-        desc.name
+         (a destructor needed more stack); aborting"
     );
     std::process::abort();
 }
@@ -230,7 +277,7 @@ fn refused_while_unwinding(refusal: &Refusal, desc: &FrameDesc) -> ! {
 ///
 /// `data` points to a `Call::<F, R>::Pending` that nothing else uses until
 /// this returns.
-unsafe extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
+pub(crate) unsafe extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
     // SAFETY: by this function's contract.
     let call = unsafe { &mut *data.cast::<Call<F, R>>() };
     let Call::Pending(f) = core::mem::replace(call, Call::Running) else {
@@ -246,8 +293,8 @@ unsafe extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
 /// The part of [`morestack`] that does not depend on the closure's type.
 /// `Err(None)` when this thread has no stack state (it is exiting).
 #[inline(never)]
-fn run_elsewhere(
-    desc: &'static FrameDesc,
+pub(crate) fn run_elsewhere(
+    site: Site,
     kind: Entry,
     data: *mut u8,
     entry: unsafe extern "C" fn(*mut u8),
@@ -264,9 +311,10 @@ fn run_elsewhere(
         },
         thread,
         chain: core::ptr::null_mut(),
-        desc,
+        site,
         kind,
         saved: Saved::default(),
+        own: None,
         refusal: None,
     };
     // SAFETY: g0_top is the top of this thread's g0, which is idle: it is
@@ -294,6 +342,32 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
     // thread that runs the context is the only one that touches it.
     let chain = unsafe { &mut *(*growth.thread).running() };
     let sp = growth.switch.saved_sp;
+    let frame = growth.site.frame(growth.kind);
+    if !chain.runs_on(sp) && matches!(growth.kind, Entry::Segment { .. }) {
+        // stacker's `grow` from a stack growstack does not know: like
+        // stacker, give the call a stack of its own, outside every chain,
+        // freed when it returns (the chain's segments must not be used:
+        // see below). Bounded by the limit on its own.
+        let size = segment_for(frame).max(crate::stack::MIN_SEGMENT);
+        let limit = max_stack();
+        if size > limit {
+            growth.refusal = Some(Refusal::Limit { total: size, limit });
+            return 0;
+        }
+        return match arena::alloc(size) {
+            Ok(slot) => {
+                let top = slot.top();
+                growth.own = Some(slot);
+                growth.site.desc().count_growth(size);
+                crate::stats::GROWTHS.fetch_add(1, Relaxed);
+                top
+            }
+            Err(err) => {
+                growth.refusal = Some(Refusal::Memory(err));
+                0
+            }
+        };
+    }
     if !chain.runs_on(sp) {
         // A context growstack does not know: another coroutine library's
         // stack on this thread (or a signal handler's). It must not grow
@@ -308,9 +382,7 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
         // The re-call's own check must let it through, once: if that
         // check would pass anyway, no bypass is left behind for a later,
         // unrelated check to take.
-        let passes = top
-            .checked_sub(growth.desc.frame)
-            .is_some_and(|low| low > guard::get());
+        let passes = top.checked_sub(frame).is_some_and(|low| low > guard::get());
         if growth.kind == Entry::Recall && !passes {
             guard::set_bypass();
         }
@@ -318,7 +390,11 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
     }
     growth.chain = chain;
     growth.saved = chain.save();
-    match chain.grow(sp, growth.desc) {
+    let need = match growth.kind {
+        Entry::Segment { .. } => Need::Segment,
+        Entry::Recall | Entry::Body => Need::Room,
+    };
+    match chain.grow(sp, growth.site.desc(), frame, need) {
         Ok(top) => {
             if stress() && growth.kind == Entry::Recall {
                 // The guard stays poisoned: let the re-call's own check through.
@@ -344,6 +420,10 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
     // by newstack is still running here, even if the task was suspended
     // in between.
     let growth = unsafe { &mut *rec.cast::<Growth>() };
+    if let Some(slot) = growth.own.take() {
+        // The call has returned: nothing lives on its own slot any more.
+        arena::free(slot);
+    }
     if growth.chain.is_null() {
         // A foreign context's call (newstack): nothing of the chain was
         // saved; the guard is the one of whatever chain runs now.

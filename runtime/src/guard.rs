@@ -32,6 +32,11 @@ thread_local! {
     // guard to preempt it; relaxed loads and stores are plain moves.
     static GUARD: AtomicUsize = const { AtomicUsize::new(usize::MAX) };
     static BYPASS: Cell<bool> = const { Cell::new(false) };
+    /// The top of the stack the running chain is on, set with the guard
+    /// (0 until then). The check of `#[growable]` code does not read it;
+    /// the stacker compat crate's does, to tell a stack of the running
+    /// chain from another library's coroutine stack above it.
+    static TOP: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Whether an annotated function may run its body here: true when the stack
@@ -62,6 +67,24 @@ pub(crate) fn get() -> usize {
 #[inline]
 pub(crate) fn set(value: usize) {
     GUARD.with(|g| g.store(value, Relaxed));
+}
+
+/// The top of the stack the running chain is on (see `TOP`).
+#[inline]
+pub(crate) fn top() -> usize {
+    TOP.with(Cell::get)
+}
+
+/// Sets this thread's guard and the top of the running stack.
+#[inline]
+pub(crate) fn set_running(guard: usize, top: usize) {
+    set(guard);
+    TOP.with(|t| t.set(top));
+}
+
+/// The address of this thread's `TOP`, for switches to write directly.
+pub(crate) fn top_cell() -> *const Cell<usize> {
+    TOP.with(|t| t as *const Cell<usize>)
 }
 
 /// The address of this thread's guard, for a monitor to poison.

@@ -21,6 +21,8 @@ mod guard;
 mod membarrier;
 mod signal;
 mod stack;
+#[doc(hidden)]
+pub mod stacker;
 mod stats;
 pub mod task;
 mod thread;
@@ -39,6 +41,8 @@ pub mod __private {
     pub use crate::frame::FrameDesc;
     pub use crate::grow::{drop_cached_segments, morestack, morestack_body, out_of_line};
     pub use crate::guard::{has_room, has_room_for, take_bypass};
+    /// For the `stacker` compat crate (`compat/stacker`).
+    pub use crate::stacker;
     pub use crate::task::probe::switch_round_trips;
     pub use crate::task::runtime::dump_runtimes;
     // Expansions name these through `::growstack::__private`, never

@@ -21,6 +21,8 @@ pub(crate) struct ThreadStack {
     /// This thread's guard (`guard::cell`): a switch writes it without
     /// looking up the thread-local, a call the compiler does not inline.
     guard: *const AtomicUsize,
+    /// This thread's `guard::top_cell`, written with the guard.
+    top: *const core::cell::Cell<usize>,
 }
 
 thread_local! {
@@ -74,6 +76,7 @@ impl ThreadStack {
             g0: Some(g0),
             altstack: signal::ensure_altstack()?,
             guard: guard::cell(),
+            top: guard::top_cell(),
         })
     }
 
@@ -99,19 +102,23 @@ impl ThreadStack {
     pub(crate) unsafe fn run_chain(&mut self, chain: *mut Chain) {
         self.running = chain;
         // SAFETY: valid by the caller's contract.
-        self.set_guard(unsafe { (*chain).guard() });
+        let (guard, top) = unsafe { ((*chain).guard(), (*chain).running_stack().1) };
+        self.set_guard(guard, top);
     }
 
     /// Makes the native chain the running one again.
     pub(crate) fn run_native(&mut self) {
         self.running = &raw mut self.native;
-        self.set_guard(self.native.guard());
+        self.set_guard(self.native.guard(), self.native.running_stack().1);
     }
 
-    fn set_guard(&self, value: usize) {
-        // SAFETY: `guard` is this thread's guard, which lives as long as
-        // the thread, and this state is used on this thread only.
-        unsafe { (*self.guard).store(value, Ordering::Relaxed) };
+    fn set_guard(&self, value: usize, top: usize) {
+        // SAFETY: `guard` and `top` are this thread's, which live as long
+        // as the thread, and this state is used on this thread only.
+        unsafe {
+            (*self.guard).store(value, Ordering::Relaxed);
+            (*self.top).set(top);
+        }
     }
 
     /// The running context's limit (see `Chain`).

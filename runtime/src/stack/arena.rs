@@ -299,6 +299,16 @@ pub fn guard_hit(addr: usize) -> Option<GuardHit> {
     })
 }
 
+/// `[usable_lo, top)` of the slot that holds `addr`, if any: whoever owns
+/// it, a stack on it ends at its guard region.
+pub fn slot_bounds(addr: usize) -> Option<(usize, usize)> {
+    regions::find(addr).map(|(base, class)| {
+        let slot_size = 1usize << class;
+        let lo = addr - (addr - base) % slot_size;
+        (lo + GUARD_SIZE, lo + slot_size)
+    })
+}
+
 /// The append-only table of reservations, readable from signal handlers.
 mod regions {
     use super::*;

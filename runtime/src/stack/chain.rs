@@ -27,7 +27,9 @@ use crate::{guard, stats};
 
 pub(crate) struct Chain {
     /// The lowest stack pointer at which an annotated body may start on the
-    /// stack running now (its lowest usable byte plus the red zone).
+    /// stack running now: its lowest usable byte plus the red zone, always
+    /// (even above the top of a stack smaller than the red zone), so that
+    /// `limit - RED_ZONE` is the real end of the running stack.
     limit: usize,
     /// Segments `[..depth]` hold frames.
     depth: usize,
@@ -93,7 +95,7 @@ impl Chain {
     /// slot (`lo` above its guard region) whose pages a shrink may release.
     pub(crate) fn new(lo: usize, hi: usize, max: Option<usize>, release_first: bool) -> Chain {
         Chain {
-            limit: (lo + RED_ZONE).min(hi),
+            limit: lo + RED_ZONE,
             depth: 0,
             in_use: hi - lo,
             segments: Vec::new(),
@@ -115,9 +117,10 @@ impl Chain {
         if self.stress { usize::MAX } else { self.limit }
     }
 
-    /// Makes the thread's guard this chain's.
+    /// Makes the thread's guard (and the top of its running stack) this
+    /// chain's.
     pub(crate) fn set_guard(&self) {
-        guard::set(self.guard());
+        guard::set_running(self.guard(), self.running_stack().1);
     }
 
     pub(crate) fn save(&self) -> Saved {
@@ -169,14 +172,21 @@ impl Chain {
     /// stack, or its deepest segment in use): false for a context that is
     /// not this chain's, such as another library's coroutine.
     pub(crate) fn runs_on(&self, sp: usize) -> bool {
-        let (lo, hi) = match self.depth {
+        let (lo, hi) = self.running_stack();
+        (lo..=hi).contains(&sp)
+    }
+
+    /// `[lo, hi)` of the stack this chain runs on now: its first stack
+    /// (above the guard region, for a task's slot), or its deepest segment
+    /// in use (above that segment's guard region).
+    pub(crate) fn running_stack(&self) -> (usize, usize) {
+        match self.depth {
             0 => self.first,
             d => {
                 let slot = &self.segments[d - 1].slot;
                 (slot.usable_lo(), slot.top())
             }
-        };
-        (lo..=hi).contains(&sp)
+        }
     }
 
     /// How many segments hold frames.
@@ -192,20 +202,28 @@ impl Chain {
     /// Picks the stack on which a call whose check failed at `sp` continues
     /// and makes it the running one; returns the 16-byte aligned top to
     /// switch to. Runs on g0.
-    pub(crate) fn grow(&mut self, sp: usize, desc: &'static FrameDesc) -> Result<usize, Refusal> {
-        if sp.saturating_sub(desc.frame) > self.limit {
+    ///
+    /// The call needs `frame` bytes beyond the red zone. With
+    /// [`Need::Room`] it may stay on the running stack if that has room
+    /// after all, and a new segment is twice the size of the one below;
+    /// with [`Need::Segment`] (stacker's `grow`) it always continues on a
+    /// segment, just big enough, so that nested calls ask for what they
+    /// need and no more.
+    pub(crate) fn grow(
+        &mut self,
+        sp: usize,
+        desc: &'static FrameDesc,
+        frame: usize,
+        need: Need,
+    ) -> Result<usize, Refusal> {
+        if need == Need::Room && sp.saturating_sub(frame) > self.limit {
             // The guard was poisoned (first call on this thread, stress
             // mode, a preemption request), not reached: carry on right
             // below the caller.
             self.set_guard();
             return Ok((sp - 16) & !15);
         }
-        // At least the body's frame, the red zone and the guard region.
-        let needed = desc
-            .frame
-            .saturating_add(RED_ZONE + GUARD_SIZE + PAGE_SIZE)
-            .checked_next_power_of_two()
-            .unwrap_or(usize::MAX);
+        let needed = segment_for(frame);
         let cached = self
             .segments
             .get(self.depth)
@@ -213,6 +231,7 @@ impl Chain {
         let size = match cached {
             Some(s) => s.slot.size(),
             None if self.stress => needed.max(STRESS_SEGMENT),
+            None if need == Need::Segment => needed.max(MIN_SEGMENT),
             None => {
                 let previous = self
                     .depth
@@ -354,6 +373,26 @@ impl Chain {
         // A `Slot` goes back to the arena only through `arena::free`.
         self.segments.clear();
     }
+}
+
+/// What a call that grows needs (see [`Chain::grow`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Need {
+    /// Room for its frame: on the running stack if it has it after all
+    /// (the guard was poisoned), else on a segment twice the previous one.
+    Room,
+    /// A segment of its own with room for its frame (stacker's `grow`).
+    Segment,
+}
+
+/// The size of a slot that gives a body `frame` bytes beyond the red zone:
+/// at least the frame, the red zone and the guard region, as a power of
+/// two.
+pub(crate) fn segment_for(frame: usize) -> usize {
+    frame
+        .saturating_add(RED_ZONE + GUARD_SIZE + PAGE_SIZE)
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
 }
 
 /// Returns a cached segment to the arena and takes it out of the figures.

@@ -21,7 +21,7 @@ mod chain;
 pub(crate) mod resident;
 
 pub use arena::Slot;
-pub(crate) use chain::{Chain, Pass, Saved, Shrunk};
+pub(crate) use chain::{Chain, Need, Pass, Saved, Shrunk, segment_for};
 
 /// Size of the guard region at the low end of every slot. Rust's stack
 /// probes touch every page of a large frame, so one page would catch any
