@@ -21,7 +21,7 @@
 
 use core::any::Any;
 use core::fmt;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use crate::arch::{self, SwitchRecord};
@@ -34,6 +34,12 @@ use crate::thread::{self, ThreadStack};
 const DEFAULT_MAX_STACK: usize = 1 << 30;
 
 static MAX_STACK: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACK);
+
+/// Whether the program called [`set_max_stack`]: growths through the
+/// stacker compat crate are bounded only then (stacker has no limit, and
+/// recursions it allows need more than the default: `recursive`'s own test
+/// suite takes 3.3 GB of stack in a debug build).
+static MAX_STACK_SET: AtomicBool = AtomicBool::new(false);
 
 /// Sets the process-wide limit on the stack of one thread: its native stack
 /// plus all the segments it uses at once. The default is 1 GiB, as in Go.
@@ -63,6 +69,17 @@ static MAX_STACK: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACK);
 /// ```
 pub fn set_max_stack(bytes: usize) {
     MAX_STACK.store(bytes, Relaxed);
+    MAX_STACK_SET.store(true, Relaxed);
+}
+
+/// The limit on a growth through the stacker compat crate on a thread:
+/// [`max_stack`] once the program has set one, else none (as stacker).
+pub(crate) fn stacker_max_stack() -> usize {
+    if MAX_STACK_SET.load(Relaxed) {
+        max_stack()
+    } else {
+        usize::MAX
+    }
 }
 
 /// The limit set by [`set_max_stack`].
@@ -349,7 +366,7 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
         // freed when it returns (the chain's segments must not be used:
         // see below). Bounded by the limit on its own.
         let size = segment_for(frame).max(crate::stack::MIN_SEGMENT);
-        let limit = max_stack();
+        let limit = stacker_max_stack();
         if size > limit {
             growth.refusal = Some(Refusal::Limit { total: size, limit });
             return 0;

@@ -254,3 +254,16 @@ fn grow_and_maybe_grow_in_a_thread_local_destructor_run_in_place() {
         LATE.with(|_| ());
     });
 }
+
+#[test]
+fn a_stack_size_no_stack_can_have_is_an_ordinary_panic() {
+    // No limit is set in this binary (stacker has none): the arena refuses.
+    for size in [usize::MAX, 1 << 41] {
+        let err = catch_unwind(|| stacker::grow(size, || ())).unwrap_err();
+        let msg = err.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("no memory for a stack segment"), "{msg}");
+        assert!(msg.contains("stacker::grow"), "{msg}");
+    }
+    // The thread goes on.
+    assert_eq!(stacker::grow(MIB, || 3), 3);
+}

@@ -127,7 +127,10 @@ static GUARD_FALLBACK: AtomicBool = AtomicBool::new(false);
 
 /// The size class holding at least `bytes`.
 pub fn class_for(bytes: usize) -> u32 {
-    bytes.next_power_of_two().trailing_zeros().max(MIN_CLASS)
+    bytes
+        .checked_next_power_of_two()
+        .map_or(usize::BITS, usize::trailing_zeros)
+        .max(MIN_CLASS)
 }
 
 /// Takes a slot of at least `bytes` (rounded up to a power of two, at least

@@ -22,7 +22,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::resident;
 use super::{GUARD_SIZE, MIN_SEGMENT, PAGE_SIZE, RED_ZONE, STRESS_SEGMENT, Slot, arena};
 use crate::frame::FrameDesc;
-use crate::grow::{Refusal, max_stack, stress};
+use crate::grow::{Refusal, max_stack, stacker_max_stack, stress};
 use crate::{guard, stats};
 
 pub(crate) struct Chain {
@@ -241,7 +241,10 @@ impl Chain {
             }
         };
         let total = self.in_use.saturating_add(size);
-        let limit = self.max.unwrap_or_else(max_stack);
+        let limit = self.max.unwrap_or_else(|| match need {
+            Need::Room => max_stack(),
+            Need::Segment => stacker_max_stack(),
+        });
         if total > limit {
             return Err(Refusal::Limit { total, limit });
         }
