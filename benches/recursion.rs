@@ -1,5 +1,8 @@
 //! growstack side by side with plain recursion, `recursive` and `stacker`,
-//! in one run (`cargo bench --bench recursion`):
+//! in one run (`cargo bench --bench recursion`). The workspace patches
+//! `stacker` with growstack's (`compat/stacker`), so the `stacker` and
+//! `recursive` rows here run on growstack; the published stacker is
+//! measured against it by `compat/bench/run`.
 //!
 //! - `fib`: per-call cost of the check on a recursion that never grows;
 //! - `deep_1m_128b`: a million levels with a 128-byte argument, ns per level;

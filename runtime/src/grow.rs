@@ -375,6 +375,8 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
             Ok(slot) => {
                 let top = slot.top();
                 growth.own = Some(slot);
+                // SAFETY: this thread's live state (as above).
+                unsafe { (*growth.thread).foreign_calls += 1 };
                 growth.site.desc().count_growth(size);
                 crate::stats::GROWTHS.fetch_add(1, Relaxed);
                 top
@@ -395,6 +397,8 @@ pub(crate) unsafe extern "C" fn newstack(rec: *mut SwitchRecord) -> usize {
         // right below the caller, on its own stack, as if it had no growth
         // check; `lessstack` then only re-sets the guard.
         growth.chain = core::ptr::null_mut();
+        // SAFETY: this thread's live state (as above).
+        unsafe { (*growth.thread).foreign_calls += 1 };
         let top = (sp - 16) & !15;
         // The re-call's own check must let it through, once: if that
         // check would pass anyway, no bypass is left behind for a later,
@@ -439,15 +443,27 @@ pub(crate) unsafe extern "C" fn lessstack(rec: *mut SwitchRecord) {
     let growth = unsafe { &mut *rec.cast::<Growth>() };
     if let Some(slot) = growth.own.take() {
         // The call has returned: nothing lives on its own slot any more.
+        // Its pages go back now, as stacker unmaps its stacks: no chain
+        // holds the slot, so no shrink would find them.
+        slot.release_below(slot.top());
         arena::free(slot);
     }
     if growth.chain.is_null() {
         // A foreign context's call (newstack): nothing of the chain was
-        // saved; the guard is the one of whatever chain runs now.
-        // SAFETY: this thread's live state; its running chain is valid
-        // while it runs (run_chain's contract), and nothing else uses it
-        // during this call.
-        unsafe { (*(*growth.thread).running()).set_guard() };
+        // saved; the guard is the one of whatever chain runs now. The
+        // coroutine may return after this thread's state is gone (dropped
+        // in a thread-local's destructor): look it up again rather than
+        // trust `growth.thread`. (g0 is still there: ThreadStack::drop
+        // keeps it while `foreign_calls` is not 0.)
+        if let Some(t) = thread::current() {
+            // SAFETY: this thread's live state; its running chain is valid
+            // while it runs (run_chain's contract), and nothing else uses
+            // it during this call.
+            unsafe {
+                (*t).foreign_calls = (*t).foreign_calls.saturating_sub(1);
+                (*(*t).running()).set_guard();
+            }
+        }
         return;
     }
     // SAFETY: as above.

@@ -23,6 +23,11 @@ pub(crate) struct ThreadStack {
     guard: *const AtomicUsize,
     /// This thread's `guard::top_cell`, written with the guard.
     top: *const core::cell::Cell<usize>,
+    /// Growth calls made from stacks growstack does not know (another
+    /// library's coroutines) that have not returned: a coroutine suspended
+    /// in one may be resumed, or unwound, after this state is gone, and its
+    /// return passes through g0, which must then still be there.
+    pub(crate) foreign_calls: usize,
 }
 
 thread_local! {
@@ -77,6 +82,7 @@ impl ThreadStack {
             altstack: signal::ensure_altstack()?,
             guard: guard::cell(),
             top: guard::top_cell(),
+            foreign_calls: 0,
         })
     }
 
@@ -136,8 +142,9 @@ impl Drop for ThreadStack {
     /// deep in a recursion, on a segment, or from a task. So it never
     /// gives back a stack that still holds frames: only the native chain's
     /// cached segments are released; the segments in use, and g0 while
-    /// any are, are leaked (the process is exiting). A task's stacks are
-    /// its worker's, not the thread's.
+    /// any are (or while a coroutine of another library is suspended in a
+    /// growth call, which returns through g0), are leaked (the thread is
+    /// exiting). A task's stacks are its worker's, not the thread's.
     fn drop(&mut self) {
         // Later checks on this thread (other thread-locals' destructors)
         // pass and stay on the stack they run on.
@@ -150,6 +157,7 @@ impl Drop for ThreadStack {
         }
         if let Some(slot) = self.g0.take()
             && !has_frames_on_segments
+            && self.foreign_calls == 0
         {
             stack::arena::free(slot);
         }

@@ -38,38 +38,47 @@
 //! # What differs, all of it
 //!
 //! - **Where the closure runs.** stacker maps a fresh stack of exactly
-//!   `stack_size` bytes (rounded to pages) for every growth. Here it runs
-//!   on a growstack segment: a power of two of at least 1 MiB that holds
+//!   `stack_size` bytes (rounded to pages) for every growth and unmaps it
+//!   on return. Here it runs on the next growstack segment: a power of two
+//!   of at least 1 MiB (256 KiB under `GROWSTACK_STRESS=1`) that holds
 //!   `stack_size` bytes plus growstack's 64 KiB red zone and 64 KiB guard
-//!   region, reused by the next growth at the same depth. So the closure
-//!   has *at least* `stack_size` bytes (often more) before code with a
-//!   check would grow again.
+//!   region. So the closure has *at least* `stack_size` bytes, often more.
+//! - **Memory after a return.** The segment stays cached for the next
+//!   growth at that depth (that is what makes a call on a boundary cheap),
+//!   with its pages: a thread that once recursed 300 MiB deep keeps them
+//!   until [`growstack::shrink_now`] or its exit (a growstack task's are
+//!   given back by its runtime's periodic shrink). stacker unmaps at once.
 //! - **How much is "remaining".** [`remaining_stack`] counts down to the
-//!   real end of the stack the caller is on (its native stack, a
-//!   growstack task's slot or a segment, each above its guard region), as
-//!   stacker does on a thread's native stack, and it is right on
-//!   growstack's own stacks, where stacker, knowing only the thread's
-//!   native stack, answers with an unrelated number.
+//!   real end of the stack the caller is on (its native stack, a growstack
+//!   task's slot, a segment), as stacker does on a thread's native stack,
+//!   and it is right on growstack's own stacks, where stacker, knowing only
+//!   the thread's native stack, answers with an unrelated number.
 //! - **Stacks growstack does not know** (another library's coroutine):
 //!   [`remaining_stack`] returns `None`, and [`maybe_grow`] and [`grow`]
-//!   run the closure on a stack of its own, freed when it returns, as
-//!   stacker does everywhere. [`maybe_grow`]'s fast path compares the stack
-//!   pointer with the thread's guard, so on such a stack it may also run
-//!   the closure in place, as a `#[growable]` function would.
-//! - **Limits.** The stack a thread uses in all, segments included, is
-//!   bounded by [`growstack::set_max_stack`] (1 GiB by default, as in Go;
-//!   address space, not memory). A growth past it panics at the call of
-//!   [`maybe_grow`] or [`grow`] with a message containing `exceeds
-//!   <limit>-byte limit`; a `stack_size` larger than the limit is refused
-//!   the same way. stacker has no limit: it maps until `mmap` fails.
+//!   run the closure on a slot of its own (its pages released when the
+//!   closure returns), as stacker maps a stack; inside it,
+//!   [`remaining_stack`] knows that slot. Such a coroutine must be resumed
+//!   on the thread it was suspended on while it is inside one of these
+//!   calls (stacker has no such rule).
+//! - **Limits.** stacker has none: it maps until `mmap` fails. Here, once
+//!   a program calls [`growstack::set_max_stack`], that limit bounds the
+//!   stack of a thread in all (native stack and segments): a growth past
+//!   it panics at the call of [`maybe_grow`] or [`grow`] with a message
+//!   containing `exceeds <limit>-byte limit`. Until then, growths through
+//!   this crate have no limit beyond memory (`#[growable]` code keeps
+//!   growstack's 1 GiB default): `recursive`'s own test suite needs 3.3 GB
+//!   of stack in a debug build. In a growstack task, the runtime's
+//!   `Builder::max_stack` always applies. On a stack growstack does not
+//!   know, each slot of its own is checked against the limit alone. A
+//!   `stack_size` that no slot can have (over 1 TiB) is an ordinary panic.
 //! - **Preemption.** In a growstack runtime built with
 //!   [`Builder::preempt`](growstack::runtime::Builder::preempt), a
 //!   pending preemption is taken in [`maybe_grow`]'s slow path, as at the
-//!   check of a `#[growable]` function.
+//!   check of a `#[growable]` function: see that function's `# Safety`.
 //! - **A thread that is exiting** (in a thread-local's destructor, after
-//!   growstack's own state is gone): the closure runs in place and
-//!   [`remaining_stack`] returns `None`. stacker panics there, its
-//!   thread-local being gone.
+//!   growstack's own state is gone): [`remaining_stack`] returns `None`
+//!   and the closure runs in place, on whatever stack is left; stacker
+//!   still grows there. Deep recursion in such a destructor can overflow.
 //! - **Platforms**: x86_64 Linux, growstack's platform. stacker runs on
 //!   many more.
 //! - **`#[track_caller]`**: [`maybe_grow`] and [`grow`] carry it, so that

@@ -927,8 +927,10 @@ impl Builder {
     /// # Safety
     ///
     /// No task of this runtime runs a `#[growable]` function (or
-    /// [`maybe_grow`](crate::maybe_grow)) inside the initialiser of a
-    /// lazily initialised `thread_local!`. (Locks held across annotated
+    /// [`maybe_grow`](crate::maybe_grow), or, with growstack's `stacker`
+    /// patched in, anything that calls `stacker::maybe_grow`: `recursive`,
+    /// `stacksafe`, `serde_stacker`) inside the initialiser of a lazily
+    /// initialised `thread_local!`. (Locks held across annotated
     /// calls deadlock but are not unsound.)
     ///
     /// ```
