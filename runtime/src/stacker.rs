@@ -15,7 +15,7 @@
 //!   other slot of growstack's; `None` on a stack growstack does not know
 //!   (another library's coroutine);
 //! - [`has_room`] answers the same question from two thread-locals, the
-//!   guard (the real end plus [`RED_ZONE`] whenever it is not poisoned) and
+//!   guard (the real end plus `RED_ZONE`, 64 KiB, whenever it is not poisoned) and
 //!   the top of the running stack: the fast path of `maybe_grow`;
 //! - [`grow`] always continues on a segment with at least the asked room
 //!   beyond its red zone: the running chain's next one (cached, or new and
@@ -46,7 +46,7 @@ pub fn remaining_stack() -> Option<usize> {
 }
 
 /// Whether at least `red_zone` bytes remain above the real end of the
-/// stack: the guard is that end plus [`RED_ZONE`] while it is not poisoned,
+/// stack: the guard is that end plus `RED_ZONE` (64 KiB) while it is not poisoned,
 /// and the stack pointer lies below the running stack's top. False (ask
 /// [`maybe_grow_slow`]) whenever the two cannot tell: a new thread, a
 /// preemption request, stress mode, a thread that is exiting, a stack
