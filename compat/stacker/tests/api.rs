@@ -267,3 +267,33 @@ fn a_stack_size_no_stack_can_have_is_an_ordinary_panic() {
     // The thread goes on.
     assert_eq!(stacker::grow(MIB, || 3), 3);
 }
+
+#[test]
+fn a_task_looping_through_maybe_grow_is_preempted_there() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    // SAFETY: no task of this runtime initialises a thread-local.
+    let rt = unsafe { growstack::Runtime::builder().preempt(Duration::from_millis(1)) }
+        .workers(1)
+        .build()
+        .unwrap();
+    let other_ran = Arc::new(AtomicBool::new(false));
+    let seen = other_ran.clone();
+    // Spins on the only worker, never blocking: only a preemption taken in
+    // maybe_grow lets the other task run. (The time bound only keeps a
+    // failure from hanging the suite.)
+    let spinner = rt.spawn(move || {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while !seen.load(Ordering::SeqCst) && Instant::now() < give_up {
+            stacker::maybe_grow(32 * 1024, MIB, || black_box(1));
+        }
+        seen.load(Ordering::SeqCst)
+    });
+    let other = rt.spawn(move || other_ran.store(true, Ordering::SeqCst));
+    assert!(
+        spinner.join().unwrap(),
+        "the spinning task was never preempted"
+    );
+    other.join().unwrap();
+}
