@@ -83,24 +83,27 @@ impl FrameDesc {
 }
 
 /// The descriptor of a call site that is not an annotated function (a call
-/// of the stacker compat API): `name` (a path, `stacker::grow`) at `at`, made at the site's first
-/// growth and kept for the life of the process, like an annotated
-/// function's `static`. Growths only: runs on g0, which has room for the
+/// of the stacker compat API): `name` (a path, `stacker::grow`) at `at`,
+/// made at the site's first growth and kept for the life of the process,
+/// like an annotated function's `static`. Growths only: runs on g0, which has room for the
 /// lock and the map.
 pub(crate) fn site(name: &'static str, at: &'static Location<'static>) -> &'static FrameDesc {
     type Key = (&'static str, &'static str, u32, u32);
+    type Last = (*const str, *const Location<'static>, &'static FrameDesc);
     thread_local! {
-        /// The last site this thread grew at: a call sitting on a boundary
-        /// in a loop finds its descriptor without the lock.
-        static LAST: Cell<Option<(Key, &'static FrameDesc)>> = const { Cell::new(None) };
+        /// The last site this thread grew at, by address: a call sitting
+        /// on a boundary in a loop finds its descriptor without the lock
+        /// (one location may have several addresses; the map decides).
+        static LAST: Cell<Option<Last>> = const { Cell::new(None) };
     }
     static SITES: Mutex<BTreeMap<Key, &'static FrameDesc>> = Mutex::new(BTreeMap::new());
-    let key = (name, at.file(), at.line(), at.column());
-    if let Ok(Some((k, desc))) = LAST.try_with(Cell::get)
-        && k == key
+    if let Ok(Some((n, a, desc))) = LAST.try_with(Cell::get)
+        && core::ptr::eq(n, name)
+        && core::ptr::eq(a, at)
     {
         return desc;
     }
+    let key = (name, at.file(), at.line(), at.column());
     let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
     let desc: &'static FrameDesc = sites.entry(key).or_insert_with(|| {
         let (module_path, name) = name.rsplit_once("::").unwrap_or(("", name));
@@ -112,7 +115,7 @@ pub(crate) fn site(name: &'static str, at: &'static Location<'static>) -> &'stat
             0,
         )))
     });
-    let _ = LAST.try_with(|last| last.set(Some((key, desc))));
+    let _ = LAST.try_with(|last| last.set(Some((name as *const str, at as *const _, desc))));
     desc
 }
 

@@ -137,7 +137,7 @@ impl fmt::Display for Refusal {
 }
 
 /// The closure of a re-call and, after it ran, its outcome.
-pub(crate) enum Call<F, R> {
+enum Call<F, R> {
     Pending(F),
     Returned(R),
     Panicked(Box<dyn Any + Send>),
@@ -294,7 +294,7 @@ fn refused_while_unwinding(refusal: &Refusal, name: &str) -> ! {
 ///
 /// `data` points to a `Call::<F, R>::Pending` that nothing else uses until
 /// this returns.
-pub(crate) unsafe extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
+unsafe extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
     // SAFETY: by this function's contract.
     let call = unsafe { &mut *data.cast::<Call<F, R>>() };
     let Call::Pending(f) = core::mem::replace(call, Call::Running) else {
@@ -310,7 +310,7 @@ pub(crate) unsafe extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
 /// The part of [`morestack`] that does not depend on the closure's type.
 /// `Err(None)` when this thread has no stack state (it is exiting).
 #[inline(never)]
-pub(crate) fn run_elsewhere(
+fn run_elsewhere(
     site: Site,
     kind: Entry,
     data: *mut u8,

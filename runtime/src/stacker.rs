@@ -62,17 +62,26 @@ pub fn has_room(red_zone: usize) -> bool {
 
 /// The slow path of stacker's `maybe_grow`: runs `f` here if `red_zone`
 /// bytes remain above the real end of this stack, else as [`grow`] does.
-/// Takes a pending preemption first, as an annotated call would.
+///
+/// When the guard is a real one and the stack pointer lies on the running
+/// stack, [`has_room`]'s "no" was exact: straight to the growth (a call
+/// sitting on a boundary in a loop comes here every time). Otherwise
+/// (a poisoned guard, another library's stack) it takes a pending
+/// preemption, as an annotated call would, and measures exactly.
 #[cold]
 #[inline(never)]
 #[track_caller]
 pub fn maybe_grow_slow(red_zone: usize, stack_size: usize, f: &mut dyn FnMut()) {
-    crate::task::preempt_point();
-    if remaining_stack().is_some_and(|left| left >= red_zone) {
-        f();
-    } else {
-        grow_at("stacker::maybe_grow", Location::caller(), stack_size, f);
+    let guard = guard::get();
+    let sp = arch::stack_pointer();
+    let exact = guard != usize::MAX && (guard.wrapping_sub(RED_ZONE)..=guard::top()).contains(&sp);
+    if !exact {
+        crate::task::preempt_point();
+        if remaining_stack().is_some_and(|left| left >= red_zone) {
+            return f();
+        }
     }
+    grow_at("stacker::maybe_grow", Location::caller(), stack_size, f);
 }
 
 /// stacker's `grow`: runs `f` on a segment with at least `stack_size`
