@@ -297,3 +297,51 @@ fn a_task_looping_through_maybe_grow_is_preempted_there() {
     );
     other.join().unwrap();
 }
+
+#[test]
+fn tasks_of_one_worker_interleave_inside_grow_and_maybe_grow() {
+    // Every task yields inside its grown stacks, at many depths, so the
+    // worker switches between tasks that are each several segments deep;
+    // each checks its frames on the way back.
+    fn down(n: u64, seed: u64) -> u64 {
+        let mine = [seed ^ n; 8];
+        let below = if n == 0 {
+            0
+        } else {
+            stacker::maybe_grow(32 * 1024, 256 * 1024, || {
+                if n % 500 == 0 {
+                    growstack::yield_now();
+                }
+                if n % 2000 == 0 {
+                    stacker::grow(64 * 1024, || down(n - 1, seed))
+                } else {
+                    down(n - 1, seed)
+                }
+            })
+        };
+        assert_eq!(black_box(mine), [seed ^ n; 8], "a frame changed under us");
+        below + 1
+    }
+    let rt = growstack::Runtime::builder().workers(1).build().unwrap();
+    let tasks: Vec<_> = (0..16u64)
+        .map(|seed| rt.spawn(move || down(20_000, seed)))
+        .collect();
+    for t in tasks {
+        assert_eq!(t.join().unwrap(), 20_001);
+    }
+}
+
+#[test]
+fn a_tasks_max_stack_bounds_its_growths_through_stacker() {
+    let rt = growstack::Runtime::builder()
+        .workers(1)
+        .max_stack(8 * MIB)
+        .build()
+        .unwrap();
+    let err = rt
+        .spawn(|| stacker::grow(16 * MIB, || ()))
+        .join()
+        .unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("exceeds 8388608-byte limit"), "{msg}");
+}
