@@ -309,10 +309,10 @@ fn tasks_of_one_worker_interleave_inside_grow_and_maybe_grow() {
             0
         } else {
             stacker::maybe_grow(32 * 1024, 256 * 1024, || {
-                if n % 500 == 0 {
+                if n.is_multiple_of(500) {
                     growstack::yield_now();
                 }
-                if n % 2000 == 0 {
+                if n.is_multiple_of(2000) {
                     stacker::grow(64 * 1024, || down(n - 1, seed))
                 } else {
                     down(n - 1, seed)
