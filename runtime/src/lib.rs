@@ -19,6 +19,7 @@ mod frame;
 mod grow;
 mod guard;
 mod membarrier;
+pub mod net;
 mod signal;
 mod stack;
 #[doc(hidden)]

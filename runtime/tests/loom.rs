@@ -27,7 +27,7 @@ mod atomic {
 
 mod sync {
     pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering, fence};
-    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use loom::sync::{Mutex, MutexGuard};
 }
 
 #[allow(dead_code)]
@@ -184,6 +184,29 @@ fn a_detach_racing_a_completion_leaves_the_outcome_to_exactly_one_side() {
     });
 }
 
+/// An eventfd as the worker's poller uses it: `write` makes it readable,
+/// `read` waits until it is and resets it.
+#[derive(Default)]
+struct EventFd {
+    count: Mutex<u64>,
+    readable: Condvar,
+}
+
+impl EventFd {
+    fn write(&self) {
+        *self.count.lock().unwrap() += 1;
+        self.readable.notify_one();
+    }
+
+    fn read(&self) {
+        let mut count = self.count.lock().unwrap();
+        while *count == 0 {
+            count = self.readable.wait(count).unwrap();
+        }
+        *count = 0;
+    }
+}
+
 /// The state under a model worker's lock: its sleeping flags and an inbox.
 #[derive(Default)]
 struct Worker {
@@ -203,20 +226,22 @@ fn flags(w: &mut Worker) -> &mut idle::Flags {
 fn an_idle_worker_never_sleeps_through_work() {
     loom::model(|| {
         let sleepers = Arc::new(sync::AtomicUsize::new(0));
-        let worker = Arc::new((Mutex::new(Worker::default()), Condvar::new()));
+        let worker = Arc::new((Mutex::new(Worker::default()), EventFd::default()));
         let injected = Arc::new(sync::AtomicUsize::new(0));
         let pusher = {
             let (sleepers, worker, injected) = (sleepers.clone(), worker.clone(), injected.clone());
             thread::spawn(move || {
                 injected.fetch_add(1, Ordering::SeqCst);
                 idle::notify(&sleepers, || {
-                    idle::kick(&worker.0, &worker.1, flags);
+                    idle::kick(&worker.0, || worker.1.write(), flags);
                 });
             })
         };
         let deliverer = {
             let worker = worker.clone();
-            thread::spawn(move || idle::deliver(&worker.0, &worker.1, flags, |w| w.inbox += 1))
+            thread::spawn(move || {
+                idle::deliver(&worker.0, || worker.1.write(), flags, |w| w.inbox += 1)
+            })
         };
         // The worker's loop: take what it finds; sleep when it found
         // nothing; until it has run both tasks.
@@ -238,7 +263,13 @@ fn an_idle_worker_never_sleeps_through_work() {
                     ran += n;
                     n > 0
                 },
-                |g| (worker.1.wait(g).unwrap(), true),
+                // As the runtime's worker does: wait outside the lock, on
+                // an eventfd, which keeps a wake written before the wait.
+                |g| {
+                    drop(g);
+                    worker.1.read();
+                    (worker.0.lock().unwrap(), true)
+                },
             );
         }
         pusher.join().unwrap();

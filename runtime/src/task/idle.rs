@@ -5,8 +5,9 @@
 //!
 //! An idle worker first announces itself (`idle = true` under its lock,
 //! then `sleepers += 1`), then looks for work once more (the recheck), and
-//! only then waits on its condition variable until kicked or given work
-//! under its lock. Whoever adds work where the recheck looks pushes it
+//! only then waits (on its condition variable, or outside the lock on
+//! something that keeps a wake, like an eventfd) until kicked or given
+//! work under its lock. Whoever adds work where the recheck looks pushes it
 //! first and then reads `sleepers` (both sequentially consistent): either
 //! the recheck finds the work, or the pusher sees the sleeper and kicks it.
 //! Work delivered under the worker's own lock (its inbox) needs no count:
@@ -15,7 +16,7 @@
 //! Written against `super::sync`, std's types in the runtime and loom's in
 //! `runtime/tests/loom.rs`, which includes this very file.
 
-use super::sync::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, fence};
+use super::sync::{AtomicUsize, Mutex, MutexGuard, Ordering, fence};
 
 /// A worker's sleeping flags, kept under its lock with whatever else the
 /// lock guards.
@@ -35,8 +36,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The worker side. `flags` finds the flags in the guarded state;
 /// `has_work` tells whether work was delivered under the lock (or the
 /// runtime stops); `recheck` looks once more where pushers leave work
-/// (and takes it: true); `wait` waits on the condition variable, returning
-/// the guard and whether to keep waiting (false once a deadline passed).
+/// (and takes it: true); `wait` waits until woken (`kick`, `deliver`),
+/// returning the guard and whether to keep waiting (false once a deadline
+/// passed, or something else woke the worker). A `wait` that releases the
+/// lock while it waits must wait on something that keeps a wake given
+/// before it started (an eventfd does).
 pub(crate) fn sleep<'a, T>(
     sleepers: &AtomicUsize,
     state: &'a Mutex<T>,
@@ -73,31 +77,36 @@ pub(crate) fn notify(sleepers: &AtomicUsize, kick_one: impl FnOnce()) {
     }
 }
 
-/// Wakes the worker if it is idle and not kicked yet; true if it did.
-pub(crate) fn kick<T>(state: &Mutex<T>, wakeup: &Condvar, flags: fn(&mut T) -> &mut Flags) -> bool {
+/// Wakes the worker (with `wake`, under its lock) if it is idle and not
+/// kicked yet; true if it did.
+pub(crate) fn kick<T>(
+    state: &Mutex<T>,
+    wake: impl FnOnce(),
+    flags: fn(&mut T) -> &mut Flags,
+) -> bool {
     let mut guard = lock(state);
     let f = flags(&mut guard);
     if f.idle && !f.kicked {
         f.kicked = true;
-        wakeup.notify_one();
+        wake();
         return true;
     }
     false
 }
 
 /// Changes the worker's guarded state with `f` (gives it work), then wakes
-/// it if it is idle.
+/// it (with `wake`) if it is idle.
 pub(crate) fn deliver<T>(
     state: &Mutex<T>,
-    wakeup: &Condvar,
+    wake: impl FnOnce(),
     flags: fn(&mut T) -> &mut Flags,
     f: impl FnOnce(&mut T),
 ) {
     let mut guard = lock(state);
     f(&mut guard);
     let fl = flags(&mut guard);
-    if fl.idle {
+    if fl.idle && !fl.kicked {
         fl.kicked = true;
-        wakeup.notify_one();
+        wake();
     }
 }

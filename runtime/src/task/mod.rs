@@ -23,7 +23,7 @@ mod atomic {
 /// against: std's here, loom's in `runtime/tests/loom.rs`.
 mod sync {
     pub(crate) use core::sync::atomic::{AtomicUsize, Ordering, fence};
-    pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use std::sync::{Mutex, MutexGuard};
 }
 mod idle;
 mod local;
@@ -40,11 +40,12 @@ use std::time::{Duration, Instant};
 pub use blocking::spawn_blocking;
 pub use local::{AccessError, LocalKey};
 pub(crate) use park::{Waker, Wakeup, park_releasing, park_until};
+pub(crate) use raw::Header;
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
 use runtime::Shard;
 pub use runtime::shrink_now;
-pub(crate) use worker::preempt_point;
+pub(crate) use worker::{current_poller, current_task as running_task, preempt_point};
 
 /// An owned permission to join a task (wait for it and take its result).
 /// It is `Send` when `T` is, and `Sync` when `T` is.

@@ -30,6 +30,7 @@ use super::idle;
 use super::raw::{TaskInfo, TaskRef};
 use super::worker::{self, Worker};
 use crate::chan::{self, Sender};
+use crate::net::poller::Poller;
 use crate::stack::{MIN_TASK_STACK, TASK_STACK, arena};
 use crate::stack::{Pass, Shrunk};
 
@@ -58,7 +59,8 @@ pub(crate) struct Remote {
     pub(crate) has_inbox: AtomicBool,
     has_shrink: AtomicBool,
     state: Mutex<RemoteState>,
-    wakeup: Condvar,
+    /// Where the worker sleeps when idle, and polls its sockets.
+    pub(crate) poller: Arc<Poller>,
     preempt: Preempt,
 }
 
@@ -94,16 +96,16 @@ struct RemoteState {
 }
 
 impl Remote {
-    fn new() -> Remote {
-        Remote {
+    fn new() -> io::Result<Remote> {
+        Ok(Remote {
             fresh: Mutex::new(VecDeque::new()),
             fresh_len: AtomicUsize::new(0),
             has_inbox: AtomicBool::new(false),
             has_shrink: AtomicBool::new(false),
             state: Mutex::new(RemoteState::default()),
-            wakeup: Condvar::new(),
+            poller: Poller::new()?,
             preempt: Preempt::default(),
-        }
+        })
     }
 
     /// The worker stopped with tasks in flight: its thread stays parked.
@@ -205,7 +207,7 @@ impl Remote {
 
     /// Changes the worker's state under its lock, then wakes it if it sleeps.
     fn deliver(&self, f: impl FnOnce(&mut RemoteState)) {
-        idle::deliver(&self.state, &self.wakeup, RemoteState::sleep, f);
+        idle::deliver(&self.state, || self.poller.wake(), RemoteState::sleep, f);
     }
 
     /// Hands every task other threads woke for this worker to `each`,
@@ -247,7 +249,7 @@ impl Remote {
 
     /// Wakes the worker if it sleeps; true if it did.
     fn kick(&self) -> bool {
-        idle::kick(&self.state, &self.wakeup, RemoteState::sleep)
+        idle::kick(&self.state, || self.poller.wake(), RemoteState::sleep)
     }
 }
 
@@ -503,22 +505,17 @@ impl Shared {
                 !state.inbox.is_empty() || !state.shrink_requests.is_empty() || self.shutting_down()
             },
             recheck,
-            |state| match deadline {
-                None => (
-                    me.wakeup.wait(state).unwrap_or_else(|e| e.into_inner()),
-                    true,
-                ),
-                Some(at) => {
-                    let now = Instant::now();
-                    if at <= now {
-                        return (state, false);
-                    }
-                    let (state, _) = me
-                        .wakeup
-                        .wait_timeout(state, at - now)
-                        .unwrap_or_else(|e| e.into_inner());
-                    (state, true)
-                }
+            |state| {
+                // The eventfd keeps a wake given after the lock is
+                // released: epoll_wait then returns at once.
+                drop(state);
+                let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+                let timed_out = timeout.is_some_and(|t| t.is_zero());
+                // A socket event woke tasks of ours (or of others): back
+                // to the loop to run them.
+                let sockets = !timed_out && me.poller.poll(timeout);
+                let keep_waiting = !sockets && deadline.is_none_or(|at| Instant::now() < at);
+                (lock(&me.state), keep_waiting)
             },
         );
     }
@@ -783,7 +780,7 @@ impl Drop for Runtime {
         for w in self.shared.workers.iter() {
             let mut state = lock(&w.state);
             state.sleep.kicked = true;
-            w.wakeup.notify_one();
+            w.poller.wake();
         }
         {
             let _guard = lock(&self.shared.monitor_lock);
@@ -1015,7 +1012,9 @@ impl Builder {
         }
         let size = 1usize << arena::class_for(stack_size);
         let shared = Arc::new(Shared {
-            workers: (0..workers).map(|_| Remote::new()).collect(),
+            workers: (0..workers)
+                .map(|_| Remote::new())
+                .collect::<io::Result<_>>()?,
             injector: Mutex::new(VecDeque::new()),
             injected: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),

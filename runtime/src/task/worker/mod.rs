@@ -50,6 +50,7 @@ use super::cells::CellCache;
 use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
 use super::runtime::{Remote, Shard, Shared};
 use super::state;
+use crate::net::poller::Poller;
 use crate::stack::{self, Chain, Slot};
 use crate::thread::{self, ThreadStack};
 use crate::{arch, guard, signal, stats};
@@ -78,6 +79,11 @@ const _: () = assert!(maintain::CHECK_EVERY.is_multiple_of(LOOK_AROUND_EVERY));
 /// (`examples/pipeline.rs`; two OS threads doing the same through std's
 /// `sync_channel(1)` took 39-41 µs).
 const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(20);
+
+/// How often a busy worker looks at its sockets (Go's `sysmon` polls the
+/// network when nobody did for 10 ms; a server's workers are rarely that
+/// busy, and when they are, a socket should not wait that long).
+const SOCKET_POLL_EVERY: Duration = Duration::from_micros(500);
 
 /// Looks at the queues between two readings of the clock (64 `pause`s of
 /// 8.4 ns each here: about half a microsecond).
@@ -140,6 +146,8 @@ pub(crate) struct Worker {
     last_pass: Cell<Instant>,
     /// Whether a task ran since then (`maintain`).
     ran_since_pass: Cell<bool>,
+    /// When this worker last looked at its sockets.
+    last_socket_poll: Cell<Instant>,
     /// Tasks that started here and have not finished.
     in_flight: Cell<usize>,
     /// The task running now; empty while the scheduler runs.
@@ -230,6 +238,13 @@ pub(crate) fn schedule(task: TaskRef) {
         // alive (`Header::shard`) while we hold it.
         _ => unsafe { &*pinned }.push_remote(task),
     }
+}
+
+/// The poller of the calling thread's worker, if a task runs on it.
+pub(crate) fn current_poller() -> Option<&'static Arc<Poller>> {
+    let w = current()?;
+    w.running.get()?;
+    Some(&w.remote().poller)
 }
 
 /// Whether the caller is a task of the runtime `shared`.
@@ -364,6 +379,7 @@ impl Worker {
             cells: CellCache::new(),
             last_pass: Cell::new(Instant::now()),
             ran_since_pass: Cell::new(false),
+            last_socket_poll: Cell::new(Instant::now()),
             in_flight: Cell::new(0),
             running: Running::new(),
             sched_sp: Cell::new(0),
@@ -460,6 +476,7 @@ impl Worker {
     fn next_task(&self, tick: u32) -> Option<TaskRef> {
         self.look_now.set(false);
         self.maybe_maintain(tick);
+        self.maybe_poll_sockets(tick);
         self.share_if_idle();
         if (self.prefer_new.take() || tick.is_multiple_of(FAIRNESS_TICK))
             && let Some(task) = self.take_new()
@@ -578,9 +595,31 @@ impl Worker {
         due.iter().for_each(super::park::wake_task);
     }
 
+    /// A busy worker looks at its sockets every [`SOCKET_POLL_EVERY`] (on
+    /// a round that looks at the clock anyway), so that tasks that keep it
+    /// busy do not starve them.
+    fn maybe_poll_sockets(&self, tick: u32) {
+        let poller = &self.remote().poller;
+        if tick.is_multiple_of(maintain::CHECK_EVERY) && poller.has_sockets() {
+            let now = Instant::now();
+            if now.duration_since(self.last_socket_poll.get()) >= SOCKET_POLL_EVERY {
+                self.last_socket_poll.set(now);
+                poller.poll(Some(Duration::ZERO));
+            }
+        }
+    }
+
     /// Sleeps until there is work, a timer is due or the runtime shuts down.
     fn idle(&self) {
         self.maintain_idle();
+        let poller = &self.remote().poller;
+        if poller.has_sockets() {
+            // Go's `findrunnable` looks at the network before it spins.
+            self.last_socket_poll.set(Instant::now());
+            if poller.poll(Some(Duration::ZERO)) {
+                return;
+            }
+        }
         if self.poll_for_work() {
             return;
         }
@@ -889,6 +928,9 @@ impl Drop for Leaving<'_> {
     fn drop(&mut self) {
         WORKER.with(|w| w.set(core::ptr::null()));
         self.0.remote().publish_guard(core::ptr::null());
+        // Sockets registered here move to a live worker's poller when a
+        // task waits for them next.
+        self.0.remote().poller.retire();
         self.0.shared.left_loop();
     }
 }

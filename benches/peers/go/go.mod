@@ -1,0 +1,3 @@
+module growstack/peers
+
+go 1.19
