@@ -22,7 +22,9 @@ use growstack::net::TcpStream;
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, name: &str) -> T {
     args.get(i)
-        .unwrap_or_else(|| panic!("usage: echo_load ADDR CONNECTIONS MESSAGES SIZE (missing {name})"))
+        .unwrap_or_else(|| {
+            panic!("usage: echo_load ADDR CONNECTIONS MESSAGES SIZE (missing {name})")
+        })
         .parse()
         .unwrap_or_else(|_| panic!("{name} is not a number"))
 }
@@ -82,7 +84,10 @@ fn main() -> std::io::Result<()> {
                 growstack::spawn(move || run(&addr, messages, size))
             })
             .collect();
-        tasks.into_iter().map(|t| t.join().expect("no panic")).collect::<Vec<_>>()
+        tasks
+            .into_iter()
+            .map(|t| t.join().expect("no panic"))
+            .collect::<Vec<_>>()
     });
     let elapsed = start.elapsed();
     let mut times = Vec::with_capacity(connections * messages);
@@ -109,7 +114,11 @@ fn main() -> std::io::Result<()> {
         percentile(&times, 50.0),
         percentile(&times, 99.0),
         percentile(&times, 99.9),
-        if failed > 0 { format!("; {failed} connections failed") } else { String::new() },
+        if failed > 0 {
+            format!("; {failed} connections failed")
+        } else {
+            String::new()
+        },
     );
     Ok(())
 }

@@ -112,7 +112,12 @@ fn answer(input: &[u8], out: &mut Vec<u8>) -> std::io::Result<Option<(usize, boo
         Route::Hello => respond(out, "200 OK", b"Hello, World!", keep_alive),
         Route::Depth => match json::depth(body) {
             Ok(depth) => respond(out, "200 OK", format!("{depth}\n").as_bytes(), keep_alive),
-            Err(err) => respond(out, "400 Bad Request", format!("{err}\n").as_bytes(), keep_alive),
+            Err(err) => respond(
+                out,
+                "400 Bad Request",
+                format!("{err}\n").as_bytes(),
+                keep_alive,
+            ),
         },
         Route::NotFound => respond(out, "404 Not Found", b"not found\n", keep_alive),
     }
@@ -202,7 +207,10 @@ mod json {
                 }
                 Some(b'"') => self.string().map(|()| 0),
                 Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
-                    while matches!(self.peek(), Some(b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E')) {
+                    while matches!(
+                        self.peek(),
+                        Some(b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E')
+                    ) {
                         self.pos += 1;
                     }
                     Ok(0)
