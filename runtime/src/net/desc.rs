@@ -1,38 +1,41 @@
-//! A socket's readiness record (Go's `pollDesc`): which directions the
-//! poller said were ready, and the tasks waiting for each.
+//! A socket's readiness record (Go's `pollDesc`): how many events the
+//! poller reported per direction, and the tasks waiting for the next one.
 //!
-//! Protocol, all under the record's spin lock:
+//! Protocol:
 //!
-//! - An operation first tries its system call. Only on `EAGAIN` does a task
-//!   [`wait`](PollDesc::wait): if an event came since the last wait
-//!   (`ready`), it clears it and retries at once; otherwise it puts itself
-//!   in `waiters` and parks, the lock released once it is parked
+//! - Before each try of its system call, an operation reads the
+//!   direction's event count ([`tick`](PollDesc::tick)). Only on `EAGAIN`
+//!   does a task [`wait`](PollDesc::wait), with that count: under the
+//!   record's spin lock, if the count moved, an event came after the try
+//!   began, and it retries at once; otherwise it puts itself in `waiters`
+//!   and parks, the lock released once it is parked
 //!   (`task::park_releasing`).
 //! - An event ([`notify`](PollDesc::notify), from the poller of whichever
-//!   worker polled it) sets `ready` and wakes every waiter of that
-//!   direction, taking them out of the list. A waiter still in the list is
-//!   certainly blocked in `wait`, which is what claiming its waker needs.
-//! - A woken waiter relocks, takes itself out if it is still in (a timeout,
-//!   or a spurious wake), clears `ready` (its retry comes after every
-//!   event so far, so it sees whatever they announced) and retries.
+//!   worker polled it) bumps the count and wakes every waiter of that
+//!   direction under the lock, taking them out of the list. A waiter still
+//!   in the list is certainly blocked in `wait`, which is what claiming its
+//!   waker needs.
+//! - A woken waiter relocks, takes itself out if it is still in (a
+//!   timeout, or a spurious wake) and retries.
 //!
-//! Edge-triggered epoll announces each change once; `ready` remembers an
-//! announcement that came while nobody waited, so none is lost between a
-//! failed call and the wait. Several tasks may wait in one direction (a
-//! `&TcpStream` shared by readers, listeners accepting in several tasks):
-//! an event wakes them all and they retry.
+//! Edge-triggered epoll announces each arrival once. The count makes an
+//! announcement that came between a failed try and the wait visible to
+//! that waiter, and to every other: each compares the count with the one
+//! it read itself, so no waiter consumes another's event (several tasks may
+//! wait in one direction: readers sharing a `&TcpStream`, tasks accepting
+//! on one listener).
 //!
 //! Records are never freed: they go back to a pool when their socket
 //! closes. An event polled just before its socket was deregistered may
 //! still reach the record after that; if the record has a new socket by
-//! then, that socket gets a spurious `ready`, which costs one retry.
+//! then, that socket's waiters wake spuriously and retry.
 //!
 //! Plain threads never come here: they block in `ppoll` on the socket
 //! (`io`), as a blocking socket would.
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
@@ -56,22 +59,35 @@ const WRITE_EVENTS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as 
 
 pub(crate) struct PollDesc {
     locked: AtomicBool,
-    /// Per direction: the last call moved fewer bytes than asked, so the
-    /// socket's queue was empty (or full) right after it. The next call
-    /// waits for an event first instead of failing with `EAGAIN`: any
-    /// bytes (or room) that came since then brought an event, which set
-    /// `ready`. A hint, read and written without the lock (tokio clears
-    /// readiness the same way).
-    drained: [AtomicBool; 2],
+    /// Events so far, per direction (bumped under the lock, read without).
+    ticks: [AtomicU64; 2],
+    /// The read count before a read that returned fewer bytes than asked,
+    /// `NOT_DRAINED` if none did since the socket came. Such a read left
+    /// the socket's queue empty, so while the count has not moved no byte
+    /// came since, and the next read of a task waits before it tries
+    /// (`Io::read_op`), whichever task made the short read. A short read
+    /// leaves something to read when it stops at TCP urgent data, or
+    /// before the end of the stream (a read that returns 0, announced by
+    /// the same event as the last bytes): a socket whose events ever said
+    /// either (`EPOLLPRI`, `EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`) takes no
+    /// more hints (`no_hints`).
+    drained_at: AtomicU64,
+    /// Short reads say nothing any more (`drained_at`).
+    no_hints: AtomicBool,
     inner: UnsafeCell<Inner>,
 }
+
+/// The events after which short reads say nothing (`drained_at`).
+const NO_HINTS_EVENTS: u32 =
+    (libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+
+/// `drained_at` when no hint is recorded.
+const NOT_DRAINED: u64 = u64::MAX;
 
 #[derive(Default)]
 struct Inner {
     /// Where the socket is registered, once a task waited for it.
     poller: Option<Arc<Poller>>,
-    /// An event came for the direction since the last wait consumed one.
-    ready: [bool; 2],
     /// Tasks parked in `wait`, per direction (not counted references:
     /// `task::Waker`).
     waiters: [Vec<NonNull<Header>>; 2],
@@ -109,7 +125,9 @@ impl PollDesc {
         pooled.unwrap_or_else(|| {
             Box::leak(Box::new(PollDesc {
                 locked: AtomicBool::new(false),
-                drained: [AtomicBool::new(false), AtomicBool::new(false)],
+                ticks: [AtomicU64::new(0), AtomicU64::new(0)],
+                drained_at: AtomicU64::new(NOT_DRAINED),
+                no_hints: AtomicBool::new(false),
                 inner: UnsafeCell::new(Inner::default()),
             }))
         })
@@ -121,12 +139,10 @@ impl PollDesc {
         let mut guard = self.lock();
         let inner = guard.inner();
         if let Some(poller) = inner.poller.take() {
-            poller.deregister(fd);
+            poller.deregister(fd, self);
         }
-        inner.ready = [false; 2];
-        for d in &self.drained {
-            d.store(false, Ordering::Relaxed);
-        }
+        self.drained_at.store(NOT_DRAINED, Ordering::Relaxed);
+        self.no_hints.store(false, Ordering::Relaxed);
         // A waiter borrows the socket, so none can be left when it closes;
         // should one be (a bug), the record is leaked rather than reused.
         let idle = inner.waiters.iter().all(Vec::is_empty);
@@ -155,47 +171,63 @@ impl PollDesc {
         Guard(self)
     }
 
-    /// A stream call in `dir` moved fewer bytes than asked (module docs of
-    /// `drained`).
+    /// The events of `dir` so far, read before each try of a call.
     #[inline]
-    pub(crate) fn note_drained(&self, dir: Dir) {
-        self.drained[dir as usize].store(true, Ordering::Relaxed);
+    pub(crate) fn tick(&self, dir: Dir) -> u64 {
+        self.ticks[dir as usize].load(Ordering::Acquire)
     }
 
-    /// Whether the next call in `dir` should wait first: the last one
-    /// drained the socket. (Should the socket not be registered with a
-    /// running poller yet, `wait` registers it, and epoll reports the
-    /// readiness a socket has when it is added.)
+    /// A stream read that started at read count `tick` returned fewer
+    /// bytes than asked (see `drained_at`).
     #[inline]
-    pub(crate) fn should_wait_first(&self, dir: Dir) -> bool {
-        self.drained[dir as usize].load(Ordering::Relaxed)
+    pub(crate) fn note_drained(&self, tick: u64) {
+        if !self.no_hints.load(Ordering::Relaxed) {
+            self.drained_at.store(tick, Ordering::Relaxed);
+        }
     }
 
-    /// Called by the running task after an operation on `fd` in `dir`
-    /// would block: returns when the operation is worth retrying, `false`
+    /// If no read event came since a read emptied the queue, the count it
+    /// started at: the next read may wait, with that count, before it
+    /// tries. (Should the socket not be registered with the waiter's
+    /// poller, `wait` registers it, and epoll reports the readiness a
+    /// socket has when it is added.)
+    #[inline]
+    pub(crate) fn drained(&self) -> Option<u64> {
+        let at = self.drained_at.load(Ordering::Relaxed);
+        (at == self.tick(Dir::Read)).then_some(at)
+    }
+
+    /// Called by the running task after a try in `dir` that began at count
+    /// `tick` would block: returns when the call is worth retrying, `false`
     /// once `deadline` passed. Registers the socket with the calling
-    /// worker's poller the first time a task waits for it (or when the
-    /// poller it was registered with stopped).
+    /// worker's poller, moving it there if it was registered with another:
+    /// the events of a socket go to the worker of the task that waited for
+    /// it last, which is the one that polls while that task waits.
     pub(crate) fn wait(
         &'static self,
         poller: &Arc<Poller>,
         fd: RawFd,
         dir: Dir,
+        tick: u64,
         deadline: Option<Instant>,
     ) -> io::Result<bool> {
         let me = task::running_task().expect("a task is waiting");
         let d = dir as usize;
-        self.drained[d].store(false, Ordering::Relaxed);
         let mut guard = self.lock();
         let inner = guard.inner();
-        if inner.poller.as_ref().is_none_or(|p| !p.is_alive()) {
+        if !inner
+            .poller
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, poller))
+        {
             if let Some(old) = inner.poller.take() {
-                old.deregister(fd);
+                old.deregister(fd, self);
             }
             poller.register(fd, self)?;
             inner.poller = Some(Arc::clone(poller));
         }
-        if core::mem::take(&mut inner.ready[d]) {
+        if self.ticks[d].load(Ordering::Relaxed) != tick {
+            // An event came since the try began.
             return Ok(true);
         }
         if deadline.is_some_and(|at| at <= Instant::now()) {
@@ -209,19 +241,18 @@ impl PollDesc {
         // blocked task's earlier operations are all complete.
         unsafe { task::park_releasing(&self.locked, deadline) };
         let mut guard = self.lock();
-        let inner = guard.inner();
-        let list = &mut inner.waiters[d];
+        let list = &mut guard.inner().waiters[d];
         if let Some(i) = list.iter().position(|&t| t == me) {
             // Not woken by an event: a timeout, or a spurious wake.
             list.swap_remove(i);
         }
-        inner.ready[d] = false;
         drop(guard);
         Ok(deadline.is_none_or(|at| Instant::now() < at))
     }
 
-    /// The poller reported `events` for this record's socket: marks the
-    /// directions ready and wakes their waiters.
+    /// The poller reported `events` for this record's socket (or stopped
+    /// polling it: `EPOLLIN | EPOLLOUT`): counts them and wakes the
+    /// directions' waiters.
     pub(crate) fn notify(&self, events: u32) {
         let mut elsewhere: Vec<Wakeup> = Vec::new();
         let mut guard = self.lock();
@@ -231,7 +262,10 @@ impl PollDesc {
                 continue;
             }
             let d = dir as usize;
-            inner.ready[d] = true;
+            if dir == Dir::Read && events & NO_HINTS_EVENTS != 0 {
+                self.no_hints.store(true, Ordering::Relaxed);
+            }
+            self.ticks[d].fetch_add(1, Ordering::Release);
             for task in inner.waiters[d].drain(..) {
                 let waker = Waker::Task(task);
                 // SAFETY: a task in the list is blocked in `wait`, and

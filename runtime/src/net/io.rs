@@ -1,8 +1,9 @@
-//! [`Io`]: a std socket made non-blocking, and the loop every blocking
-//! operation runs: try the call; on `EAGAIN` wait for readiness (a task
-//! parks on the socket's `PollDesc`, a plain thread blocks in `ppoll`) and
-//! try again, until it succeeds, fails otherwise, or the socket's timeout
-//! for that direction passes.
+//! [`Io`]: a std socket and its readiness record, and the loop every
+//! blocking operation runs: try the call (non-blocking by its flags,
+//! `sys`); on `EAGAIN` wait for readiness (a task parks on the socket's
+//! `PollDesc`, a plain thread blocks in `ppoll`) and try again, until it
+//! succeeds, fails otherwise, or the socket's timeout for that direction
+//! passes.
 
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,9 +15,8 @@ use std::time::{Duration, Instant};
 use super::desc::{Dir, PollDesc};
 use crate::task;
 
-/// The options std keeps in the kernel and we keep here, since the socket
-/// itself is always non-blocking: shared by the handles `try_clone` makes,
-/// as std's are (they live on the open file).
+/// The options std keeps in the kernel and we keep here: shared by the
+/// handles `try_clone` makes, as std's are (they live on the open file).
 #[derive(Default)]
 pub(crate) struct Opts {
     /// Timeouts in nanoseconds, 0 for none, per `Dir`.
@@ -41,29 +41,36 @@ pub(crate) struct Io<S: AsRawFd> {
 }
 
 impl<S: AsRawFd> Io<S> {
-    /// Wraps a socket, making it non-blocking. `opts`: those of the handle
-    /// it was cloned from, if it was.
-    pub(crate) fn new(sock: S, opts: Option<Arc<Opts>>) -> io::Result<Io<S>> {
-        set_nonblocking(sock.as_raw_fd(), true)?;
-        Ok(Io {
+    /// Wraps a socket. `opts`: those of the handle it was cloned from, if
+    /// it was.
+    pub(crate) fn new(sock: S, opts: Option<Arc<Opts>>) -> Io<S> {
+        Io {
             sock: ManuallyDrop::new(sock),
             desc: PollDesc::get(),
             opts: opts.unwrap_or_default(),
-        })
+        }
     }
 
     pub(crate) fn get(&self) -> &S {
         &self.sock
     }
 
+    pub(crate) fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
     pub(crate) fn opts(&self) -> &Arc<Opts> {
         &self.opts
     }
 
-    /// The std socket back, deregistered, blocking again unless the user
-    /// set non-blocking mode.
+    /// Whether the user set non-blocking mode.
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.opts.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// The std socket back, deregistered.
     pub(crate) fn into_inner(self) -> S {
-        let fd = self.sock.as_raw_fd();
+        let fd = self.fd();
         let mut this = ManuallyDrop::new(self);
         this.desc.release(fd);
         // SAFETY: `this` is never used or dropped again; each field is
@@ -74,8 +81,7 @@ impl<S: AsRawFd> Io<S> {
                 core::ptr::read(&this.opts),
             )
         };
-        // FIONBIO cannot fail on an open socket.
-        let _ = set_nonblocking(fd, opts.nonblocking.load(Ordering::Relaxed));
+        drop(opts);
         sock
     }
 
@@ -94,77 +100,91 @@ impl<S: AsRawFd> Io<S> {
         self.opts.nonblocking.store(nonblocking, Ordering::Relaxed);
     }
 
-    /// Runs `op` until it does not fail with `WouldBlock` (or
-    /// `Interrupted`), waiting for the socket to be ready for `dir` in
-    /// between. Past the timeout of `dir`, fails with `EAGAIN` as std's
-    /// timed-out calls do.
-    pub(crate) fn op<R>(&self, dir: Dir, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        let timeout = self.opts.timeout(dir);
-        self.op_until(dir, timeout, op, || {
+    /// Runs `op` on the descriptor until it does not fail with
+    /// `WouldBlock` (or `Interrupted`), waiting for the socket to be ready
+    /// for `dir` in between. Past the timeout of `dir`, fails with `EAGAIN`
+    /// as std's timed-out calls do.
+    pub(crate) fn op<R>(&self, dir: Dir, op: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        self.op_until(dir, self.opts.timeout(dir), None, op, || {
             io::Error::from_raw_os_error(libc::EAGAIN)
         })
     }
 
-    /// [`op`](Self::op) with a given timeout and error.
+    /// [`op`](Self::op) with a given timeout and error; with `wait_first`
+    /// (a read count, `PollDesc::drained`), waits for an event after that
+    /// count before the first try.
     pub(crate) fn op_until<R>(
         &self,
         dir: Dir,
         timeout: Option<Duration>,
-        mut op: impl FnMut(&S) -> io::Result<R>,
+        mut wait_first: Option<u64>,
+        mut op: impl FnMut(RawFd) -> io::Result<R>,
         timed_out: impl FnOnce() -> io::Error,
     ) -> io::Result<R> {
+        let nonblocking = self.is_nonblocking();
         let mut deadline = None;
         loop {
-            match op(&self.sock) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.opts.nonblocking.load(Ordering::Relaxed) {
-                        return Err(e);
+            let tick = match wait_first.take() {
+                Some(tick) => tick,
+                None => {
+                    let tick = self.desc.tick(dir);
+                    match op(self.fd()) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && !nonblocking => {}
+                        done => return done,
                     }
+                    tick
                 }
-                done => return done,
-            }
+            };
             // Computed at the first wait only: a call that does not block
             // never reads the clock.
             let at = *deadline
                 .get_or_insert_with(|| timeout.and_then(|t| Instant::now().checked_add(t)));
-            if !self.wait(dir, at)? {
+            if !self.wait(dir, tick, at)? {
                 return Err(timed_out());
             }
         }
     }
 
-    /// [`op`](Self::op) for a stream read or write of `want` bytes: after
-    /// one that moved fewer, the socket's queue was empty (or full), so
-    /// the next call of a task waits for an event before it tries, instead
-    /// of trying and failing with `EAGAIN` first (one system call less per
-    /// message for a server answering requests).
-    pub(crate) fn stream_op(
+    /// [`op`](Self::op) for a stream read of `want` bytes. After a read
+    /// that returned fewer, the socket's queue was empty, so the task's
+    /// next read waits for an event before it tries, if none came since,
+    /// instead of trying and failing with `EAGAIN` first: one system call
+    /// less per message for a server answering requests (tokio clears
+    /// readiness the same way). See `PollDesc::drained_at`.
+    pub(crate) fn read_op(
         &self,
-        dir: Dir,
         want: usize,
-        mut op: impl FnMut(&S) -> io::Result<usize>,
+        mut op: impl FnMut(RawFd) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        if want > 0 && self.desc.should_wait_first(dir) && task::current_poller().is_some() {
-            let timeout = self.opts.timeout(dir);
-            let at = timeout.and_then(|t| Instant::now().checked_add(t));
-            if !self.opts.nonblocking.load(Ordering::Relaxed) && !self.wait(dir, at)? {
-                return Err(io::Error::from_raw_os_error(libc::EAGAIN));
-            }
-        }
-        let n = self.op(dir, &mut op)?;
-        if n < want && n > 0 {
-            self.desc.note_drained(dir);
+        let wait_first = if want > 0 && !self.is_nonblocking() && task::current_poller().is_some() {
+            self.desc.drained()
+        } else {
+            None
+        };
+        let mut tick = 0;
+        let n = self.op_until(
+            Dir::Read,
+            self.opts.timeout(Dir::Read),
+            wait_first,
+            |fd| {
+                tick = self.desc.tick(Dir::Read);
+                op(fd)
+            },
+            || io::Error::from_raw_os_error(libc::EAGAIN),
+        )?;
+        if n > 0 && n < want {
+            self.desc.note_drained(tick);
         }
         Ok(n)
     }
 
-    /// Waits until the socket may be ready for `dir`; false once
-    /// `deadline` passed.
-    pub(crate) fn wait(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<bool> {
-        let fd = self.sock.as_raw_fd();
+    /// Waits until the socket may be ready for `dir`, after a try that
+    /// began at event count `tick`; false once `deadline` passed.
+    fn wait(&self, dir: Dir, tick: u64, deadline: Option<Instant>) -> io::Result<bool> {
+        let fd = self.fd();
         match task::current_poller() {
-            Some(poller) => self.desc.wait(poller, fd, dir, deadline),
+            Some(poller) => self.desc.wait(poller, fd, dir, tick, deadline),
             None => poll_fd(fd, dir, deadline),
         }
     }
@@ -173,7 +193,7 @@ impl<S: AsRawFd> Io<S> {
 impl<S: AsRawFd> Drop for Io<S> {
     fn drop(&mut self) {
         // Deregistered before it closes: its number may be reused at once.
-        self.desc.release(self.sock.as_raw_fd());
+        self.desc.release(self.fd());
         // SAFETY: dropped once, here, and never used again.
         unsafe { ManuallyDrop::drop(&mut self.sock) };
     }

@@ -53,10 +53,10 @@
 //!   another handle of the same socket (the connection stays open, as with
 //!   std); `shutdown` does.
 
-mod addr;
 mod desc;
 mod io;
 pub(crate) mod poller;
+mod sys;
 mod tcp;
 mod udp;
 

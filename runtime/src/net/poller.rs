@@ -18,9 +18,10 @@
 //! eventfd's event has data 0, which no descriptor has.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::desc::PollDesc;
@@ -38,13 +39,17 @@ pub(crate) struct Poller {
     /// Sockets registered here now: a worker with none never polls while
     /// it has tasks to run.
     registered: AtomicUsize,
-    /// False once the worker left its loop for good: nothing polls here
-    /// any more, so a socket registered here moves to the poller of the
-    /// next worker that waits for it.
-    alive: AtomicBool,
+    /// Their records, so that a poller that stops can hand them on
+    /// ([`retire`](Self::retire)).
+    descs: Mutex<HashSet<usize>>,
     /// The buffer `epoll_wait` fills (only the owning worker polls; the
     /// lock is never contended).
     events: Mutex<Vec<libc::epoll_event>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; recover anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -71,7 +76,7 @@ impl Poller {
             epoll,
             wake_fd,
             registered: AtomicUsize::new(0),
-            alive: AtomicBool::new(true),
+            descs: Mutex::new(HashSet::new()),
             events: Mutex::new(Vec::with_capacity(EVENTS_PER_POLL)),
         };
         // Level-triggered: the eventfd stays readable until `poll` reads
@@ -94,7 +99,8 @@ impl Poller {
     /// Registers `fd` for both directions, edge-triggered; its events go
     /// to `desc`. Readiness at the time of the call is reported too.
     pub(crate) fn register(&self, fd: RawFd, desc: &'static PollDesc) -> io::Result<()> {
-        let events = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        let events =
+            libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
         self.ctl(
             libc::EPOLL_CTL_ADD,
             fd,
@@ -102,15 +108,18 @@ impl Poller {
             core::ptr::from_ref(desc) as u64,
         )?;
         self.registered.fetch_add(1, Ordering::Relaxed);
+        lock(&self.descs).insert(core::ptr::from_ref(desc) as usize);
         Ok(())
     }
 
-    /// Removes `fd` (before it is closed: a closed number may be reused).
-    pub(crate) fn deregister(&self, fd: RawFd) {
-        // An error means the socket was not registered here: nothing to
-        // undo.
-        if self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0).is_ok() {
+    /// Removes `fd`, whose record is `desc` (before it is closed: a closed
+    /// number may be reused).
+    pub(crate) fn deregister(&self, fd: RawFd, desc: &'static PollDesc) {
+        if lock(&self.descs).remove(&(core::ptr::from_ref(desc) as usize)) {
             self.registered.fetch_sub(1, Ordering::Relaxed);
+            // Fails only if the socket is gone from the epoll already (its
+            // descriptor closed behind our back): nothing to undo.
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
         }
     }
 
@@ -120,13 +129,18 @@ impl Poller {
         self.registered.load(Ordering::Relaxed) > 0
     }
 
-    pub(crate) fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Acquire)
-    }
-
-    /// The worker left its loop: nothing polls here any more.
+    /// The worker left its loop: nothing polls here any more. Tasks of
+    /// other runtimes may still wait for sockets registered here (a socket
+    /// shared by tasks of two runtimes): each is woken, retries, and when
+    /// it waits again registers the socket with its own worker's poller.
     pub(crate) fn retire(&self) {
-        self.alive.store(false, Ordering::Release);
+        let descs = core::mem::take(&mut *lock(&self.descs));
+        for desc in descs {
+            // SAFETY: the addresses registered here are of records, which
+            // are never freed.
+            let desc = unsafe { &*(desc as *const PollDesc) };
+            desc.notify((libc::EPOLLIN | libc::EPOLLOUT) as u32);
+        }
     }
 
     /// Wakes the worker sleeping in [`poll`](Self::poll) (or makes its
@@ -144,7 +158,7 @@ impl Poller {
     /// for them, a wake is consumed. Called by the owning worker only.
     /// Returns whether a socket event came.
     pub(crate) fn poll(&self, timeout: Option<Duration>) -> bool {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = lock(&self.events);
         events.clear();
         let n = self.wait(&mut events, timeout);
         // SAFETY: the kernel initialised the first `n` entries.
@@ -169,8 +183,9 @@ impl Poller {
     }
 
     /// One `epoll_pwait2` (nanosecond timeouts; `epoll_wait`, rounded up
-    /// to milliseconds, on kernels before 5.11). Returns the number of
-    /// events written; 0 on EINTR.
+    /// to milliseconds, where that call fails: kernels before 5.11,
+    /// seccomp filters that refuse it). Returns the number of events
+    /// written; 0 on EINTR.
     fn wait(&self, events: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> usize {
         static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
         let epfd = self.epoll.as_raw_fd();
@@ -197,7 +212,10 @@ impl Poller {
                     0usize,
                 )
             };
-            if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            let errno = io::Error::last_os_error().raw_os_error();
+            if ret < 0 && errno != Some(libc::EINTR) {
+                // ENOSYS before Linux 5.11; EPERM from a seccomp filter
+                // that does not know the call. (Our arguments are valid.)
                 NO_PWAIT2.store(true, Ordering::Relaxed);
                 -1
             } else {

@@ -8,7 +8,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::time::Duration;
 
 use super::desc::Dir;
-use super::io::Io;
+use super::io::{self as nio, Io};
+use super::sys;
 
 /// A TCP socket server, listening for connections; [`std::net::TcpListener`]
 /// for tasks.
@@ -63,9 +64,13 @@ impl TcpListener {
         TcpListener::from_std(net::TcpListener::bind(addr)?)
     }
 
+    /// Takes over a std listener, making its open file non-blocking: a
+    /// listener's `accept` has no flag for that (the one option that
+    /// reaches std handles duplicated from it).
     fn from_std(listener: net::TcpListener) -> io::Result<TcpListener> {
+        nio::set_nonblocking(listener.as_raw_fd(), true)?;
         Ok(TcpListener {
-            io: Io::new(listener, None)?,
+            io: Io::new(listener, None),
             backoff_ms: AtomicU32::new(0),
         })
     }
@@ -77,14 +82,15 @@ impl TcpListener {
     ///
     /// As std's. When the process or the system is out of descriptors or
     /// memory, the error comes after a delay that doubles from 1 ms to
-    /// 100 ms while it lasts, so that a loop that retries does not spin.
+    /// 100 ms while it lasts, so that a loop that retries does not spin
+    /// (not in non-blocking mode).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        match self.io.op(Dir::Read, |l| l.accept()) {
+        match self.io.op(Dir::Read, |_| self.io.get().accept()) {
             Ok((stream, addr)) => {
                 self.backoff_ms.store(0, Ordering::Relaxed);
-                Ok((TcpStream::from_std_fresh(stream)?, addr))
+                Ok((TcpStream::from_std_fresh(stream), addr))
             }
-            Err(err) if is_out_of_resources(&err) => {
+            Err(err) if is_out_of_resources(&err) && !self.io.is_nonblocking() => {
                 let ms = self.backoff_ms.load(Ordering::Relaxed);
                 let ms = (ms * 2).clamp(ACCEPT_BACKOFF_MS.0, ACCEPT_BACKOFF_MS.1);
                 self.backoff_ms.store(ms, Ordering::Relaxed);
@@ -110,7 +116,7 @@ impl TcpListener {
     /// non-blocking mode.
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         Ok(TcpListener {
-            io: Io::new(self.io.get().try_clone()?, Some(self.io.opts().clone()))?,
+            io: Io::new(self.io.get().try_clone()?, Some(self.io.opts().clone())),
             backoff_ms: AtomicU32::new(0),
         })
     }
@@ -137,9 +143,16 @@ impl TcpListener {
         Ok(())
     }
 
-    /// The std listener, in blocking mode unless non-blocking mode was set.
+    /// The std listener, in blocking mode unless non-blocking mode was set
+    /// or another growstack handle of it (`try_clone`) remains: the mode
+    /// is shared by every handle of the socket, and those must not block.
     pub fn into_std(self) -> io::Result<net::TcpListener> {
-        Ok(self.io.into_inner())
+        let keep = self.io.is_nonblocking() || std::sync::Arc::strong_count(self.io.opts()) > 1;
+        let listener = self.io.into_inner();
+        if !keep {
+            nio::set_nonblocking(listener.as_raw_fd(), false)?;
+        }
+        Ok(listener)
     }
 }
 
@@ -166,8 +179,9 @@ impl Iterator for Incoming<'_> {
 }
 
 impl From<net::TcpListener> for TcpListener {
-    /// Takes over a std listener (made non-blocking underneath; its
-    /// non-blocking mode is not carried over: the new listener waits).
+    /// Takes over a std listener (its open file is made non-blocking, which
+    /// std handles duplicated from it share; its non-blocking mode is not
+    /// carried over: the new listener waits).
     fn from(listener: net::TcpListener) -> TcpListener {
         TcpListener::from_std(listener).expect("FIONBIO cannot fail on an open socket")
     }
@@ -257,25 +271,33 @@ impl TcpStream {
         }
         // SAFETY: `fd` is a new descriptor, ours alone.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let stream = TcpStream {
-            io: Io::new(net::TcpStream::from(fd), None)?,
-        };
-        let (raw, len) = super::addr::to_raw(addr);
+        let stream = TcpStream::from_std_fresh(net::TcpStream::from(fd));
+        let (raw, len) = sys::to_raw(addr);
         // SAFETY: `raw` holds a valid address of `len` bytes.
         let ret = unsafe { libc::connect(stream.as_raw_fd(), (&raw const raw).cast(), len) };
-        if ret == 0 {
-            return Ok(stream);
+        if ret != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINPROGRESS) {
+                return Err(err);
+            }
+            stream.wait_connected(timeout)?;
         }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(err);
-        }
+        // Made non-blocking for `connect` only: std's streams, and the
+        // ones `into_std` gives back, block.
+        nio::set_nonblocking(stream.as_raw_fd(), false)?;
+        Ok(stream)
+    }
+
+    /// Waits for a non-blocking `connect` to finish.
+    fn wait_connected(&self, timeout: Option<Duration>) -> io::Result<()> {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "connection timed out");
         // Writable once connected or failed; `SO_ERROR` tells which.
-        stream.io.op_until(
+        let s = self.io.get();
+        self.io.op_until(
             Dir::Write,
             timeout,
-            |s| match s.take_error()? {
+            None,
+            |_| match s.take_error()? {
                 Some(err) => Err(err),
                 // Still connecting (a spurious wake): `peer_addr` fails
                 // with ENOTCONN until it is done.
@@ -288,15 +310,14 @@ impl TcpStream {
                 },
             },
             timed_out,
-        )?;
-        Ok(stream)
+        )
     }
 
-    /// An accepted stream: made non-blocking, with options of its own.
-    fn from_std_fresh(stream: net::TcpStream) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            io: Io::new(stream, None)?,
-        })
+    /// A new stream, with options of its own.
+    fn from_std_fresh(stream: net::TcpStream) -> TcpStream {
+        TcpStream {
+            io: Io::new(stream, None),
+        }
     }
 
     /// The remote address of the connection.
@@ -320,7 +341,7 @@ impl TcpStream {
     /// Dropping one does not close the connection: the others go on.
     pub fn try_clone(&self) -> io::Result<TcpStream> {
         Ok(TcpStream {
-            io: Io::new(self.io.get().try_clone()?, Some(self.io.opts().clone()))?,
+            io: Io::new(self.io.get().try_clone()?, Some(self.io.opts().clone())),
         })
     }
 
@@ -361,7 +382,8 @@ impl TcpStream {
     /// Reads without taking the data out of the socket's queue, waiting
     /// for some as `read` does.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.op(Dir::Read, |s| s.peek(buf))
+        self.io
+            .op(Dir::Read, |fd| sys::recv(fd, buf, libc::MSG_PEEK))
     }
 
     /// Sets `TCP_NODELAY`.
@@ -396,13 +418,16 @@ impl TcpStream {
         Ok(())
     }
 
-    /// The std stream, in blocking mode unless non-blocking mode was set,
-    /// with this stream's timeouts.
+    /// The std stream, with this stream's timeouts and non-blocking mode.
     pub fn into_std(self) -> io::Result<net::TcpStream> {
         let (read, write) = (self.io.timeout(Dir::Read), self.io.timeout(Dir::Write));
+        let nonblocking = self.io.is_nonblocking();
         let stream = self.io.into_inner();
         stream.set_read_timeout(read)?;
         stream.set_write_timeout(write)?;
+        if nonblocking {
+            stream.set_nonblocking(true)?;
+        }
         Ok(stream)
     }
 }
@@ -418,14 +443,13 @@ pub(super) fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
 }
 
 impl From<net::TcpStream> for TcpStream {
-    /// Takes over a std stream, with its timeouts (it is made non-blocking
-    /// underneath; its non-blocking mode is not carried over).
+    /// Takes over a std stream, with its timeouts (its non-blocking mode is
+    /// not carried over, and its open file is left as it is).
     fn from(stream: net::TcpStream) -> TcpStream {
         // Neither call can fail on an open socket.
         let read = stream.read_timeout().unwrap_or(None);
         let write = stream.write_timeout().unwrap_or(None);
-        let stream =
-            TcpStream::from_std_fresh(stream).expect("FIONBIO cannot fail on an open socket");
+        let stream = TcpStream::from_std_fresh(stream);
         stream.io.set_timeout(Dir::Read, read);
         stream.io.set_timeout(Dir::Write, write);
         stream
@@ -434,26 +458,22 @@ impl From<net::TcpStream> for TcpStream {
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.stream_op(Dir::Read, buf.len(), |mut s| s.read(buf))
+        self.io.read_op(buf.len(), |fd| sys::recv(fd, buf, 0))
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let want = bufs.iter().map(|b| b.len()).sum();
-        self.io
-            .stream_op(Dir::Read, want, |mut s| s.read_vectored(bufs))
+        let want = sys::vectored_len(bufs.iter().map(|b| b.len()));
+        self.io.read_op(want, |fd| sys::recv_vectored(fd, bufs))
     }
 }
 
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.io
-            .stream_op(Dir::Write, buf.len(), |mut s| s.write(buf))
+        self.io.op(Dir::Write, |fd| sys::send(fd, buf))
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let want = bufs.iter().map(|b| b.len()).sum();
-        self.io
-            .stream_op(Dir::Write, want, |mut s| s.write_vectored(bufs))
+        self.io.op(Dir::Write, |fd| sys::send_vectored(fd, bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -506,10 +526,14 @@ macro_rules! fd_traits {
         }
 
         impl IntoRawFd for $ty {
-            /// The descriptor, deregistered from growstack's poller, in
-            /// blocking mode unless non-blocking mode was set.
+            /// The descriptor, deregistered from growstack's poller (as
+            /// `into_std` leaves it).
             fn into_raw_fd(self) -> RawFd {
-                self.io.into_inner().into_raw_fd()
+                match self.into_std() {
+                    Ok(sock) => sock.into_raw_fd(),
+                    // Only setting an option on an open socket failed.
+                    Err(err) => unreachable!("into_std: {err}"),
+                }
             }
         }
     )*};

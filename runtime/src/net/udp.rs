@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::desc::Dir;
 use super::io::Io;
+use super::sys;
 use super::tcp::{check_timeout, fd_traits};
 
 /// A UDP socket; [`std::net::UdpSocket`] for tasks.
@@ -45,18 +46,19 @@ impl UdpSocket {
     /// Creates a socket bound to `addr` (as [`std::net::UdpSocket::bind`]).
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
-            io: Io::new(net::UdpSocket::bind(addr)?, None)?,
+            io: Io::new(net::UdpSocket::bind(addr)?, None),
         })
     }
 
     /// Receives one datagram and the address it came from.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.io.op(Dir::Read, |s| s.recv_from(buf))
+        self.io.op(Dir::Read, |fd| sys::recv_from(fd, buf, 0))
     }
 
     /// Like `recv_from`, leaving the datagram queued.
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.io.op(Dir::Read, |s| s.peek_from(buf))
+        self.io
+            .op(Dir::Read, |fd| sys::recv_from(fd, buf, libc::MSG_PEEK))
     }
 
     /// Sends a datagram to `addr` (resolved once, as std does).
@@ -64,7 +66,7 @@ impl UdpSocket {
         let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
         })?;
-        self.io.op(Dir::Write, |s| s.send_to(buf, addr))
+        self.io.op(Dir::Write, |fd| sys::send_to(fd, buf, &addr))
     }
 
     /// Sets the default peer: `send` and `recv` then talk to it only.
@@ -74,17 +76,18 @@ impl UdpSocket {
 
     /// Sends a datagram to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.op(Dir::Write, |s| s.send(buf))
+        self.io.op(Dir::Write, |fd| sys::send(fd, buf))
     }
 
     /// Receives a datagram from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.op(Dir::Read, |s| s.recv(buf))
+        self.io.op(Dir::Read, |fd| sys::recv(fd, buf, 0))
     }
 
     /// Like `recv`, leaving the datagram queued.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.op(Dir::Read, |s| s.peek(buf))
+        self.io
+            .op(Dir::Read, |fd| sys::recv(fd, buf, libc::MSG_PEEK))
     }
 
     /// The connected peer's address.
@@ -101,7 +104,7 @@ impl UdpSocket {
     /// and non-blocking mode.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
-            io: Io::new(self.io.get().try_clone()?, Some(self.io.opts().clone()))?,
+            io: Io::new(self.io.get().try_clone()?, Some(self.io.opts().clone())),
         })
     }
 
@@ -163,25 +166,28 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// The std socket, in blocking mode unless non-blocking mode was set,
-    /// with this socket's timeouts.
+    /// The std socket, with this socket's timeouts and non-blocking mode.
     pub fn into_std(self) -> io::Result<net::UdpSocket> {
         let (read, write) = (self.io.timeout(Dir::Read), self.io.timeout(Dir::Write));
+        let nonblocking = self.io.is_nonblocking();
         let sock = self.io.into_inner();
         sock.set_read_timeout(read)?;
         sock.set_write_timeout(write)?;
+        if nonblocking {
+            sock.set_nonblocking(true)?;
+        }
         Ok(sock)
     }
 }
 
 impl From<net::UdpSocket> for UdpSocket {
-    /// Takes over a std socket, with its timeouts (it is made non-blocking
-    /// underneath; its non-blocking mode is not carried over).
+    /// Takes over a std socket, with its timeouts (its non-blocking mode is
+    /// not carried over, and its open file is left as it is).
     fn from(sock: net::UdpSocket) -> UdpSocket {
         // Neither call can fail on an open socket.
         let read = sock.read_timeout().unwrap_or(None);
         let write = sock.write_timeout().unwrap_or(None);
-        let io = Io::new(sock, None).expect("FIONBIO cannot fail on an open socket");
+        let io = Io::new(sock, None);
         io.set_timeout(Dir::Read, read);
         io.set_timeout(Dir::Write, write);
         UdpSocket { io }

@@ -64,6 +64,10 @@ pub(crate) struct Context {
     /// The innermost task-local scope the task has entered (`local`):
     /// touched only by the task itself, while it runs.
     pub(crate) scopes: core::cell::Cell<*const super::local::Scope>,
+    /// The sequence number of the task's timer (`worker::add_timer`) while
+    /// it is armed, 0 otherwise: an entry of the worker's timer heap with
+    /// another number is stale, and skipped.
+    pub(crate) timer: u64,
 }
 
 impl Drop for Context {
@@ -131,6 +135,7 @@ impl Header {
                 listed: false,
                 next_ready: None,
                 scopes: core::cell::Cell::new(core::ptr::null()),
+                timer: 0,
             }),
         }
     }

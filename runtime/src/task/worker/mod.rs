@@ -80,6 +80,10 @@ const _: () = assert!(maintain::CHECK_EVERY.is_multiple_of(LOOK_AROUND_EVERY));
 /// `sync_channel(1)` took 39-41 µs).
 const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
+/// Stale timer entries a worker keeps before it sweeps them out (and only
+/// while they outnumber the live ones): a sweep costs a pass over the heap.
+const STALE_TIMERS_KEPT: usize = 1024;
+
 /// How often a busy worker looks at its sockets (Go's `sysmon` polls the
 /// network when nobody did for 10 ms; a server's workers are rarely that
 /// busy, and when they are, a socket should not wait that long).
@@ -133,7 +137,10 @@ pub(crate) struct Worker {
     /// Ids of the tasks this worker spawns (`runtime::task_id`).
     next_seq: Cell<u64>,
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    /// The last timer's sequence number (`add_timer`).
     timer_seq: Cell<u64>,
+    /// Entries of `timers` whose park returned before they fired.
+    stale_timers: Cell<usize>,
     /// Free slots with their pages (and their share of the resident
     /// estimate): a new task starts on memory that is already there.
     /// Trimmed to the runtime's `cached_stacks` by the maintenance pass.
@@ -287,7 +294,9 @@ pub(crate) fn park_task_until(deadline: Instant) -> bool {
         return false;
     }
     w.add_timer(deadline);
-    park_task()
+    park_task();
+    w.disarm_timer();
+    true
 }
 
 /// Parks the running task while it holds `lock`, which is released once the
@@ -319,6 +328,9 @@ pub(crate) unsafe fn park_task_releasing(lock: &AtomicBool, deadline: Option<Ins
         w.add_timer(deadline);
     }
     w.switch_out(Why::ParkReleasing(lock));
+    if deadline.is_some() {
+        w.disarm_timer();
+    }
     true
 }
 
@@ -374,6 +386,7 @@ impl Worker {
             next_seq: Cell::new(0),
             timers: RefCell::new(BinaryHeap::new()),
             timer_seq: Cell::new(0),
+            stale_timers: Cell::new(0),
             slots: RefCell::new(Vec::new()),
             grown: RefCell::new(Vec::new()),
             cells: CellCache::new(),
@@ -507,16 +520,48 @@ impl Worker {
     }
 
     /// Wakes the running task at `deadline` (a spurious wake if it is no
-    /// longer parked where it was).
+    /// longer parked where it was). One timer per task is armed at a time:
+    /// the park that armed it disarms it when it returns
+    /// ([`disarm_timer`](Self::disarm_timer)), leaving its heap entry
+    /// stale; stale entries are skipped when due, and dropped all at once
+    /// when they outnumber the live ones (a server whose reads have long
+    /// timeouts and complete quickly would otherwise keep one entry, and
+    /// one reference to a task, per read for the whole timeout).
     fn add_timer(&self, deadline: Instant) {
         let task = self.running.clone_ref().expect("a task is running");
-        let seq = self.timer_seq.get();
-        self.timer_seq.set(seq + 1);
-        self.timers.borrow_mut().push(Reverse(Timer {
+        let seq = self.timer_seq.get() + 1;
+        self.timer_seq.set(seq);
+        // SAFETY: the running task's context is touched only by this
+        // worker, on this thread; no reference to it is held across this.
+        unsafe { (*task.header().ctx.get()).timer = seq };
+        let mut timers = self.timers.borrow_mut();
+        let stale = self.stale_timers.get();
+        if stale > STALE_TIMERS_KEPT && stale * 2 > timers.len() {
+            // SAFETY: as above, for each (pinned here) task in the heap.
+            timers.retain(|t| unsafe { (*t.0.task.header().ctx.get()).timer } == t.0.seq);
+            self.stale_timers.set(0);
+        }
+        timers.push(Reverse(Timer {
             at: deadline,
             seq,
             task,
         }));
+    }
+
+    /// Called by the running task when a park that armed a timer returns:
+    /// the timer's entry, if it has not fired, is stale from now on.
+    fn disarm_timer(&self) {
+        // SAFETY: we are the running task, and use its header before we
+        // switch out.
+        let Some(task) = (unsafe { self.running.header() }) else {
+            return;
+        };
+        // SAFETY: as in `add_timer`.
+        let ctx = unsafe { &mut *task.ctx.get() };
+        if ctx.timer != 0 {
+            ctx.timer = 0;
+            self.stale_timers.set(self.stale_timers.get() + 1);
+        }
     }
 
     /// A task that never ran: the newest of ours, or one from the injector.
@@ -589,7 +634,17 @@ impl Worker {
         let now = Instant::now();
         let mut due = Vec::new();
         while timers.peek().is_some_and(|t| t.0.at <= now) {
-            due.push(timers.pop().expect("peeked").0.task);
+            let timer = timers.pop().expect("peeked").0;
+            // SAFETY: the task is pinned here and not running (the
+            // scheduler runs us); its context is this worker's.
+            let ctx = unsafe { &mut *timer.task.header().ctx.get() };
+            if ctx.timer == timer.seq {
+                ctx.timer = 0;
+                due.push(timer.task);
+            } else {
+                self.stale_timers
+                    .set(self.stale_timers.get().saturating_sub(1));
+            }
         }
         drop(timers);
         due.iter().for_each(super::park::wake_task);
