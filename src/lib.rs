@@ -72,6 +72,10 @@
 //!   [`spawn_blocking`], [`sleep`], [`yield_now`] and [`current_id`], are
 //!   also at the root: the same functions, not copies.
 //! - [`chan`]: channels that park a task and block a plain thread.
+//! - [`net`]: `std::net` for tasks: [`net::TcpListener`],
+//!   [`net::TcpStream`] and [`net::UdpSocket`], whose calls park a task
+//!   on its socket (an epoll netpoller in the workers) and block a plain
+//!   thread.
 //!
 //! # Tasks
 //!
@@ -106,7 +110,7 @@
 //! - A task stays on the worker thread that first ran it, and switches only
 //!   where it blocks on growstack (preemption is opt-in:
 //!   [`Builder::preempt`], an `unsafe fn`).
-//! - [`spawn_blocking`] runs a call that blocks the OS thread (std I/O, a
+//! - [`spawn_blocking`] runs a call that blocks the OS thread (file I/O, a
 //!   std lock, a long computation) on a pool of plain threads while the
 //!   task waits parked: made directly in a task, such a call stalls every
 //!   task of its worker, and the runtime says so on stderr after a second
