@@ -90,7 +90,7 @@ fn linger_zero(fd: &impl AsRawFd) {
 }
 
 #[test]
-fn connections_are_served_by_tasks_on_both_workers() {
+fn many_connections_are_served_at_once_on_two_workers() {
     let _serial = serial();
     within(LIMIT, "echo on two workers", || {
         let rt = runtime(2);
@@ -111,9 +111,10 @@ fn connections_are_served_by_tasks_on_both_workers() {
             let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
             (results, expect)
         });
+        // (Which workers the tasks land on is the scheduler's choice; a
+        // stream used on two workers is `a_stream_moved_to_a_task_of_
+        // another_worker_works`.)
         assert_eq!(results.iter().map(|r| r.0).sum::<u64>(), expect);
-        let threads: std::collections::HashSet<_> = results.iter().map(|r| r.1).collect();
-        assert_eq!(threads.len(), 2, "client tasks ran on both workers");
     });
 }
 

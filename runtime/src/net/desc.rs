@@ -200,9 +200,10 @@ impl PollDesc {
     /// Called by the running task after a try in `dir` that began at count
     /// `tick` would block: returns when the call is worth retrying, `false`
     /// once `deadline` passed. Registers the socket with the calling
-    /// worker's poller, moving it there if it was registered with another:
-    /// the events of a socket go to the worker of the task that waited for
-    /// it last, which is the one that polls while that task waits.
+    /// worker's poller, moving it there from another's unless other tasks
+    /// wait on it: the events of a socket go to a worker that polls while
+    /// its waiters wait. (A poller that stops hands its sockets on:
+    /// `Poller::retire`.)
     pub(crate) fn wait(
         &'static self,
         poller: &Arc<Poller>,
@@ -215,11 +216,15 @@ impl PollDesc {
         let d = dir as usize;
         let mut guard = self.lock();
         let inner = guard.inner();
-        if !inner
+        // Moved only while no other task waits: a waiter parked on another
+        // worker relies on that worker's poller, which polls while it is
+        // idle; our wakes come from it as well as from ours.
+        let others_wait = inner.waiters.iter().any(|w| !w.is_empty());
+        let here = inner
             .poller
             .as_ref()
-            .is_some_and(|p| Arc::ptr_eq(p, poller))
-        {
+            .is_some_and(|p| Arc::ptr_eq(p, poller));
+        if inner.poller.is_none() || (!here && !others_wait) {
             if let Some(old) = inner.poller.take() {
                 old.deregister(fd, self);
             }

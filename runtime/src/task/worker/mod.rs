@@ -487,9 +487,9 @@ impl Worker {
 
     /// The next task, looking everywhere (`LOOK_AROUND_EVERY`).
     fn next_task(&self, tick: u32) -> Option<TaskRef> {
-        self.look_now.set(false);
+        let preempted = self.look_now.replace(false);
         self.maybe_maintain(tick);
-        self.maybe_poll_sockets(tick);
+        self.maybe_poll_sockets(tick, preempted);
         self.share_if_idle();
         if (self.prefer_new.take() || tick.is_multiple_of(FAIRNESS_TICK))
             && let Some(task) = self.take_new()
@@ -651,11 +651,12 @@ impl Worker {
     }
 
     /// A busy worker looks at its sockets every [`SOCKET_POLL_EVERY`] (on
-    /// a round that looks at the clock anyway), so that tasks that keep it
-    /// busy do not starve them.
-    fn maybe_poll_sockets(&self, tick: u32) {
+    /// a round that looks at the clock anyway, or after a preemption), so
+    /// that tasks that keep it busy do not starve them.
+    fn maybe_poll_sockets(&self, tick: u32, preempted: bool) {
         let poller = &self.remote().poller;
-        if tick.is_multiple_of(maintain::CHECK_EVERY) && poller.has_sockets() {
+        // A preemption is one round per time slice: look then too.
+        if (preempted || tick.is_multiple_of(maintain::CHECK_EVERY)) && poller.has_sockets() {
             let now = Instant::now();
             if now.duration_since(self.last_socket_poll.get()) >= SOCKET_POLL_EVERY {
                 self.last_socket_poll.set(now);
