@@ -33,8 +33,9 @@
 //! socket's readiness and retries once woken. Each worker has an epoll
 //! instance, in which an idle worker also sleeps (with its next timer as
 //! the timeout); a socket is registered, edge-triggered, with the epoll of
-//! the worker whose task waited for it last, so that events reach a worker
-//! that polls while the task waits. A busy worker polls its epoll between
+//! a worker whose task waits for it (it moves to the waiting task's worker
+//! when no other task waits), so that events reach a worker that polls
+//! while its waiters wait. A busy worker polls its epoll between
 //! tasks now and then, so tasks that keep it busy do not starve sockets.
 //! An event wakes the waiting tasks on the workers they are pinned to.
 //!

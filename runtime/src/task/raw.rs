@@ -64,10 +64,10 @@ pub(crate) struct Context {
     /// The innermost task-local scope the task has entered (`local`):
     /// touched only by the task itself, while it runs.
     pub(crate) scopes: core::cell::Cell<*const super::local::Scope>,
-    /// The sequence number of the task's timer (`worker::add_timer`) while
+    /// The id of the task's timer (`worker::add_timer`, `timer_id`) while
     /// it is armed, 0 otherwise: an entry of the worker's timer heap with
-    /// another number is stale, and skipped.
-    pub(crate) timer: u64,
+    /// another id is stale, and skipped.
+    pub(crate) timer: u32,
 }
 
 impl Drop for Context {
