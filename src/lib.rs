@@ -439,7 +439,8 @@ pub use growstack_macros::test;
 
 pub use growstack_runtime::task::current_id;
 pub use growstack_runtime::{
-    Builder, Handle, JoinHandle, Runtime, chan, net, sleep, spawn, spawn_blocking, task, yield_now,
+    Builder, Handle, JoinHandle, Runtime, chan, net, sleep, spawn, spawn_blocking, sync, task,
+    yield_now,
 };
 
 /// The runtime that runs tasks: [`Runtime`], its [`Builder`] and its

@@ -21,12 +21,15 @@ mod guard;
 mod membarrier;
 pub mod net;
 mod signal;
+mod spin;
 mod stack;
 #[doc(hidden)]
 pub mod stacker;
 mod stats;
+pub mod sync;
 pub mod task;
 mod thread;
+mod wait;
 
 pub use deep_box::DeepBox;
 pub use frame::{GrowthSite, profile, profile_report};

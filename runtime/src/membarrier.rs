@@ -10,7 +10,7 @@
 //! before the call (a thread not running is at such a point already). This
 //! is the asymmetric fence of liburcu's `urcu-memb` flavour and of C++
 //! proposal P1202; the channel lock uses it to let one thread lock without
-//! a read-modify-write (`chan::lock`).
+//! a read-modify-write (`spin`).
 //!
 //! A barrier costs a system call and an interrupt per CPU running the
 //! process's threads: 93 ns with one thread here, 130 ns with a second one

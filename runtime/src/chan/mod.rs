@@ -24,19 +24,24 @@
 //! ```
 
 mod error;
-mod lock;
-mod wait;
+mod select;
+pub(crate) mod select_state;
+/// The atomics the select token (`select_state`) is written against:
+/// `core`'s here, loom's when `runtime/tests/loom.rs` includes it.
+mod atomic {
+    pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
+}
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::spin::{SpinGuard, SpinLock};
+use crate::wait::{Completion, Dismissed, WaitList, Waiter, Woken};
 pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
-use lock::{SpinGuard, SpinLock};
-use wait::{Completion, WaitList, Waiter, Woken};
 
-use crate::task::{Wakeup, park_releasing};
+use crate::task::park_releasing;
 
 /// A channel holding at most `cap` messages: `send` blocks while it is full.
 ///
@@ -189,7 +194,7 @@ fn park_holding<T>(inner: SpinGuard<'_, Inner<T>>, deadline: Option<Instant>) {
 }
 
 /// Tells the lock how a waiter was woken (a lock whose wakes stay on its
-/// thread gets biased to it, see `lock`), and returns the completion to
+/// thread gets biased to it, see `spin`), and returns the completion to
 /// finish once it is released.
 #[inline]
 fn noted<T>(inner: &SpinGuard<'_, Inner<T>>, woken: Option<Woken>) -> Option<Completion> {
@@ -415,7 +420,7 @@ impl<T> Drop for Sender<T> {
             // Receivers waiting on an empty channel see the disconnect.
             let waiting = inner.recv_wait.dismiss_all();
             drop(inner);
-            waiting.into_iter().for_each(Wakeup::wake);
+            waiting.into_iter().for_each(Dismissed::wake);
         }
     }
 }
@@ -428,7 +433,7 @@ impl<T> Drop for Receiver<T> {
             // Senders waiting for room get their message back.
             let waiting = inner.send_wait.dismiss_all();
             drop(inner);
-            waiting.into_iter().for_each(Wakeup::wake);
+            waiting.into_iter().for_each(Dismissed::wake);
         }
     }
 }

@@ -14,7 +14,7 @@
 //! task ran), a third of a channel ping-pong's. The price is one rule: the
 //! other side claims a waker while its owner is certainly still blocked in
 //! the operation that registered it (a completed channel waiter is marked
-//! `CLAIMING` until then, see `chan::wait`; a join completion claims before
+//! `CLAIMING` until then, see `wait`; a join completion claims before
 //! its state says done), since the owner may return, finish and be freed
 //! as soon as it can see the operation completed. It acts on the claim
 //! ([`Wakeup::wake`]) afterwards, outside any lock.

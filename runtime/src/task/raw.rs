@@ -205,7 +205,7 @@ impl Header {
                 !super::worker::runs_task_of(shared) && shared.register_join(task)
             });
             // The thread yields through a CLAIMING, not the task: as for
-            // a channel waiter (`chan::wait`).
+            // a channel waiter (`wait`).
             wait_done(&self.join, super::park::park, std::thread::yield_now);
             if let Some(shared) = shared.filter(|_| registered) {
                 shared.unregister_join(task);

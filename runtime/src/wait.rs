@@ -1,7 +1,11 @@
-//! Blocked sends and receives, and how the other side completes them.
+//! Blocked calls, and how the other side completes them: the one waiting
+//! mechanism under channels, `select!` and the locks of `growstack::sync`.
 //!
 //! A blocked call puts a [`Waiter`] in its own frame (on its task's stack,
-//! or its thread's) and registers it in the channel's [`WaitList`]. The
+//! or its thread's) and registers it in the [`WaitList`] of what it waits
+//! for (a channel, a lock). It is described here for channels; a lock's
+//! waiter is handed a grant (the lock itself, or a turn to try again) the
+//! way a receiver is handed a message. The
 //! other side completes it in place, as Go's channels do with a `sudog`:
 //! a sender hands its message straight to a waiting receiver, a receiver
 //! that frees a slot takes a waiting sender's message into the queue. The
@@ -23,6 +27,14 @@
 //! under the lock.
 //! It parks holding the lock, released once it is parked
 //! (`task::park_releasing`): every wake of a waiter takes the lock first.
+//!
+//! A waiter of a select (`chan::select`) is registered in the lists of all
+//! its channels, each arm with its own waiter, all sharing one select
+//! token. A completer takes such a waiter only if it wins the token
+//! ([`select_state::try_select`](crate::chan::select_state)); one that loses
+//! just unlinks it and goes on to the next waiter, so an arm of a select that
+//! another arm already won is never completed.
+//!
 //! Claiming outside the lock keeps an atomic operation on the owner's
 //! cache line out of the critical section: a producer and a consumer task
 //! on two workers, through `bounded(64)` (`examples/pipeline.rs`, 4 runs
@@ -32,8 +44,9 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
+use crate::chan::select_state;
 use crate::task::{Waker, Wakeup};
 
 /// `Waiter::state`: registered and not completed.
@@ -44,7 +57,7 @@ const CLAIMING: u8 = 1;
 const DONE: u8 = 2;
 
 /// One blocked send or receive.
-pub(super) struct Waiter<T> {
+pub(crate) struct Waiter<T> {
     /// Moved on from `WAITING` by the side that completes the operation.
     state: AtomicU8,
     /// Who to wake; taken when the entry is removed by another side.
@@ -54,6 +67,9 @@ pub(super) struct Waiter<T> {
     msg: UnsafeCell<Option<T>>,
     /// Its place in the wait list: touched under the channel lock only.
     links: UnsafeCell<Links<T>>,
+    /// The token of the select this waiter is an arm of, and the arm's
+    /// index: completers must win the token first.
+    select: Option<(NonNull<AtomicUsize>, usize)>,
 }
 
 /// A waiter's neighbours in its wait list, while it is in one.
@@ -73,18 +89,38 @@ impl<T> Links<T> {
 
 impl<T> Waiter<T> {
     /// A waiter for the calling task or thread, holding `msg` if it sends.
-    pub(super) fn new(msg: Option<T>) -> Waiter<T> {
+    pub(crate) fn new(msg: Option<T>) -> Waiter<T> {
         Waiter {
             state: AtomicU8::new(WAITING),
             waker: UnsafeCell::new(Some(Waker::current())),
             msg: UnsafeCell::new(msg),
             links: UnsafeCell::new(Links::UNLINKED),
+            select: None,
         }
+    }
+
+    /// A waiter for arm `arm` of the select whose token is `token`.
+    ///
+    /// # Safety
+    ///
+    /// `token` outlives every registration of the waiter.
+    pub(crate) unsafe fn for_select(msg: Option<T>, token: &AtomicUsize, arm: usize) -> Waiter<T> {
+        Waiter {
+            select: Some((NonNull::from(token), arm)),
+            ..Waiter::new(msg)
+        }
+    }
+
+    /// Whether the waiter is registered in a list now (under its lock).
+    pub(crate) fn is_linked(&self) -> bool {
+        // SAFETY: links are touched under the list's lock, which the caller
+        // holds (or the waiter is the owner's alone).
+        unsafe { (*self.links.get()).linked }
     }
 
     /// Whether another side completed the operation; after `true`, the
     /// waiter is the owner's alone.
-    pub(super) fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         loop {
             match self.state.load(Ordering::Acquire) {
                 WAITING => return false,
@@ -102,7 +138,7 @@ impl<T> Waiter<T> {
     /// Takes the message out: a receiver's after `is_done`, or a sender's
     /// after it made sure, under the lock, that its entry is gone from the
     /// list (removed by itself, or by the last receiver's disconnect).
-    pub(super) fn take_msg(&mut self) -> Option<T> {
+    pub(crate) fn take_msg(&mut self) -> Option<T> {
         self.msg.get_mut().take()
     }
 }
@@ -110,7 +146,7 @@ impl<T> Waiter<T> {
 /// Registered waiters, in arrival order: a doubly linked list through the
 /// waiters themselves, so registering allocates nothing and a waiter that
 /// gives up (a receive that timed out) leaves in constant time.
-pub(super) struct WaitList<T> {
+pub(crate) struct WaitList<T> {
     head: Option<NonNull<Waiter<T>>>,
     tail: Option<NonNull<Waiter<T>>>,
 }
@@ -123,14 +159,18 @@ unsafe impl<T: Send> Send for WaitList<T> {}
 
 impl<T> Default for WaitList<T> {
     fn default() -> Self {
+        WaitList::new()
+    }
+}
+
+impl<T> WaitList<T> {
+    pub(crate) const fn new() -> WaitList<T> {
         WaitList {
             head: None,
             tail: None,
         }
     }
-}
 
-impl<T> WaitList<T> {
     /// Registers `waiter`, last.
     ///
     /// # Safety
@@ -138,7 +178,7 @@ impl<T> WaitList<T> {
     /// The waiter is in no list. It stays where it is, untouched by its
     /// owner except through [`Waiter::is_done`], until it is done or
     /// removed by [`unregister`](Self::unregister).
-    pub(super) unsafe fn register(&mut self, waiter: &Waiter<T>) {
+    pub(crate) unsafe fn register(&mut self, waiter: &Waiter<T>) {
         let w = NonNull::from(waiter);
         // SAFETY: links are touched under the channel lock only, which the
         // caller holds (the list lives inside it); the tail is a registered
@@ -162,7 +202,7 @@ impl<T> WaitList<T> {
     /// # Safety
     ///
     /// If the waiter is registered, it is in this list.
-    pub(super) unsafe fn unregister(&mut self, waiter: &Waiter<T>) {
+    pub(crate) unsafe fn unregister(&mut self, waiter: &Waiter<T>) {
         // SAFETY: as in `register`; a registered waiter is in this list by
         // the contract.
         unsafe {
@@ -172,12 +212,65 @@ impl<T> WaitList<T> {
         }
     }
 
+    /// Registers `waiter` first, before the ones already waiting (a lock's
+    /// waiter that was woken to try again and lost keeps its turn).
+    ///
+    /// # Safety
+    ///
+    /// As for [`register`](Self::register).
+    pub(crate) unsafe fn register_first(&mut self, waiter: &Waiter<T>) {
+        let w = NonNull::from(waiter);
+        // SAFETY: as in `register`.
+        unsafe {
+            *waiter.links.get() = Links {
+                prev: None,
+                next: self.head,
+                linked: true,
+            };
+            match self.head {
+                Some(head) => (*head.as_ref().links.get()).prev = Some(w),
+                None => self.tail = Some(w),
+            }
+        }
+        self.head = Some(w);
+    }
+
+    /// Whether no waiter is registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// The message (a lock's request) of the oldest waiter. Not for lists
+    /// that select waiters join: the oldest may be one whose select is over.
+    pub(crate) fn first_msg(&self) -> Option<&T> {
+        // SAFETY: the head is registered: alive, in place, and its message
+        // is touched by others only under the lock the caller holds.
+        self.head
+            .and_then(|w| unsafe { (*w.as_ref().msg.get()).as_ref() })
+    }
+
     /// Removes the oldest waiter.
     fn pop(&mut self) -> Option<NonNull<Waiter<T>>> {
         let w = self.head?;
         // SAFETY: the head is registered in this list.
         unsafe { self.unlink(w) };
         Some(w)
+    }
+
+    /// Removes the oldest waiter that may be completed: a plain one, or an
+    /// arm of a select that this call wins. Losing arms are just removed.
+    fn pop_winner(&mut self) -> Option<NonNull<Waiter<T>>> {
+        loop {
+            let w = self.pop()?;
+            // SAFETY: registered until just now, so alive and in place; its
+            // token outlives its registrations (`for_select`).
+            match unsafe { w.as_ref().select } {
+                // SAFETY: as above.
+                Some((token, arm)) if !select_state::try_select(unsafe { token.as_ref() }, arm) => {
+                }
+                _ => return Some(w),
+            }
+        }
     }
 
     /// # Safety
@@ -203,8 +296,8 @@ impl<T> WaitList<T> {
     /// Completes the oldest waiting receiver with `msg`; gives the message
     /// back if none waits. The completion, if any, is finished once the
     /// lock is released.
-    pub(super) fn give(&mut self, msg: T) -> Result<Woken, T> {
-        let Some(w) = self.pop() else {
+    pub(crate) fn give(&mut self, msg: T) -> Result<Woken, T> {
+        let Some(w) = self.pop_winner() else {
             return Err(msg);
         };
         // SAFETY: a registered waiter is alive and in place, and the caller
@@ -217,8 +310,8 @@ impl<T> WaitList<T> {
     }
 
     /// Completes the oldest waiting sender by taking its message.
-    pub(super) fn take(&mut self) -> Option<(T, Woken)> {
-        let w = self.pop()?;
+    pub(crate) fn take(&mut self) -> Option<(T, Woken)> {
+        let w = self.pop_winner()?;
         // SAFETY: as in `give`.
         unsafe {
             let w = w.as_ref();
@@ -230,15 +323,42 @@ impl<T> WaitList<T> {
         }
     }
 
-    /// Removes every waiter without completing it (the channel
-    /// disconnected); returns the wakes to finish once the lock is
-    /// released.
-    pub(super) fn dismiss_all(&mut self) -> Vec<Wakeup> {
-        core::iter::from_fn(|| self.pop())
+    /// Removes every waiter (the channel disconnected): a plain one without
+    /// completing it (it sees the disconnect under the lock), an arm of a
+    /// select completed as it is (a receiver without a message, a sender
+    /// with its own), if it wins its select. Returns the wakes to finish
+    /// once the lock is released.
+    pub(crate) fn dismiss_all(&mut self) -> Vec<Dismissed> {
+        core::iter::from_fn(|| self.pop_winner())
             // SAFETY: as in `give`: the owner, registered until just now, is
-            // blocked until it sees the disconnect under the lock we hold.
-            .map(|w| unsafe { claim(w.as_ref()) })
+            // blocked until it sees the disconnect under the lock we hold
+            // (or, a select's, until it sees its arm done).
+            .map(|w| unsafe {
+                let w = w.as_ref();
+                match w.select {
+                    None => Dismissed::Plain(claim(w)),
+                    Some(_) => Dismissed::Selected(complete(w)),
+                }
+            })
             .collect()
+    }
+}
+
+/// A waiter removed by [`WaitList::dismiss_all`], to wake once the lock
+/// is released.
+pub(crate) enum Dismissed {
+    Plain(Wakeup),
+    Selected(Woken),
+}
+
+impl Dismissed {
+    /// Wakes the owner; called after the lock is released.
+    pub(crate) fn wake(self) {
+        match self {
+            Dismissed::Plain(wakeup) => wakeup.wake(),
+            Dismissed::Selected(Woken::Later(completion)) => completion.finish(),
+            Dismissed::Selected(Woken::Here) => {}
+        }
     }
 }
 
@@ -297,7 +417,7 @@ unsafe fn complete<T>(w: &Waiter<T>) -> Woken {
 }
 
 /// How a completed waiter's owner is woken.
-pub(super) enum Woken {
+pub(crate) enum Woken {
     /// It was a task of the completer's own worker, woken already.
     Here,
     /// Finish this once the lock is released.
@@ -308,14 +428,14 @@ pub(super) enum Woken {
 /// [`finish`](Self::finish) it once the lock is released. Until then the
 /// owner waits (its state is `CLAIMING`).
 #[must_use = "the owner of the waiter waits until the completion is finished"]
-pub(super) struct Completion {
+pub(crate) struct Completion {
     state: NonNull<AtomicU8>,
     waker: Waker,
 }
 
 impl Completion {
     /// Wakes the owner and lets it go.
-    pub(super) fn finish(self) {
+    pub(crate) fn finish(self) {
         // SAFETY: the owner cannot return before it sees DONE, set below,
         // so it is still blocked in the operation.
         let wakeup = unsafe { self.waker.claim() };

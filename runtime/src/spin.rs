@@ -100,7 +100,7 @@ fn assign_thread_id() -> u64 {
 /// did before the bias (laid out by the compiler, `locked` went to a third
 /// one, after the value).
 #[repr(C)]
-pub(super) struct SpinLock<T> {
+pub(crate) struct SpinLock<T> {
     /// Held by whoever locks with a read-modify-write: every thread but the
     /// owner.
     locked: AtomicBool,
@@ -129,7 +129,7 @@ struct Bias {
 unsafe impl<T: Send> Sync for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
-    pub(super) const fn new(value: T) -> SpinLock<T> {
+    pub(crate) const fn new(value: T) -> SpinLock<T> {
         SpinLock {
             locked: AtomicBool::new(false),
             owner_holds: AtomicBool::new(false),
@@ -143,7 +143,7 @@ impl<T> SpinLock<T> {
     }
 
     #[inline]
-    pub(super) fn lock(&self) -> SpinGuard<'_, T> {
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         let me = thread_id();
         if me != NO_ID && self.owner.load(Ordering::Relaxed) == me {
             self.owner_holds.store(true, Ordering::Relaxed);
@@ -228,7 +228,7 @@ impl<T> SpinLock<T> {
     }
 }
 
-pub(super) struct SpinGuard<'a, T> {
+pub(crate) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
     /// The flag this guard holds: `locked`, or `owner_holds`.
     held: &'a AtomicBool,
@@ -243,7 +243,7 @@ impl<'a, T> SpinGuard<'a, T> {
     /// The lock is released exactly once, through the returned flag, with
     /// release ordering, and on the calling thread if it holds the lock
     /// through its bias (that is, before the thread locks it again).
-    pub(super) unsafe fn hand_over(self) -> &'a AtomicBool {
+    pub(crate) unsafe fn hand_over(self) -> &'a AtomicBool {
         let guard = core::mem::ManuallyDrop::new(self);
         guard.held
     }
@@ -253,7 +253,7 @@ impl<'a, T> SpinGuard<'a, T> {
     /// or a plain thread. Biases the lock to this thread after
     /// [`BIAS_AFTER`] wakes that all stayed here (module docs).
     #[inline]
-    pub(super) fn note_wake(&self, here: bool) {
+    pub(crate) fn note_wake(&self, here: bool) {
         if core::ptr::eq(self.held, &self.lock.locked) {
             self.lock.note_wake(here);
         }
