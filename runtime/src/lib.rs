@@ -52,6 +52,7 @@ pub mod __private {
     // Expansions name these through `::growstack::__private`, never
     // `::core`: in edition 2015 `::core` is a path from the crate root.
     pub use core::mem::forget;
+    pub use core::option::Option::Some;
     pub use core::prelude::v1::test;
     pub use core::{compile_error, file, line, module_path, unreachable};
 

@@ -142,6 +142,12 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// The value, for a caller that knows the lock is held (by itself,
+    /// through a guard kept elsewhere: `select` locks several channels).
+    pub(crate) fn data_ptr(&self) -> *mut T {
+        self.value.get()
+    }
+
     #[inline]
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         let me = thread_id();

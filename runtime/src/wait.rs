@@ -111,13 +111,6 @@ impl<T> Waiter<T> {
         }
     }
 
-    /// Whether the waiter is registered in a list now (under its lock).
-    pub(crate) fn is_linked(&self) -> bool {
-        // SAFETY: links are touched under the list's lock, which the caller
-        // holds (or the waiter is the owner's alone).
-        unsafe { (*self.links.get()).linked }
-    }
-
     /// Whether another side completed the operation; after `true`, the
     /// waiter is the owner's alone.
     pub(crate) fn is_done(&self) -> bool {
@@ -140,6 +133,18 @@ impl<T> Waiter<T> {
     /// list (removed by itself, or by the last receiver's disconnect).
     pub(crate) fn take_msg(&mut self) -> Option<T> {
         self.msg.get_mut().take()
+    }
+
+    /// [`take_msg`](Self::take_msg) through a shared reference (a select
+    /// keeps its waiters in cells).
+    ///
+    /// # Safety
+    ///
+    /// As for `take_msg`: the waiter is done, or no longer registered,
+    /// and nobody else touches its message.
+    pub(crate) unsafe fn take_msg_shared(&self) -> Option<T> {
+        // SAFETY: by the contract, the message is the caller's alone.
+        unsafe { (*self.msg.get()).take() }
     }
 }
 

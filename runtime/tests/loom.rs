@@ -8,8 +8,12 @@
 //! key step is `membarrier`, a barrier the kernel runs on every thread of
 //! the process at once (loom has no way to put a fence into another
 //! thread's execution at an arbitrary point). It is checked by
-//! `a_biased_lock_excludes_the_thread_that_revokes_it` in `chan::lock`,
+//! `a_biased_lock_excludes_the_thread_that_revokes_it` in `spin`,
 //! which loses increments when the barrier is removed.
+//!
+//! The select token (`src/chan/select_state.rs`) is checked the same
+//! way: a select parked on two channels, two senders completing it and a
+//! timeout, with no message lost or delivered twice.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p growstack-runtime --test loom --release
@@ -22,7 +26,7 @@
 #![cfg(loom)]
 
 mod atomic {
-    pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 }
 
 mod sync {
@@ -37,6 +41,10 @@ mod state;
 #[allow(dead_code)]
 #[path = "../src/task/idle.rs"]
 mod idle;
+
+#[allow(dead_code)]
+#[path = "../src/chan/select_state.rs"]
+mod select_state;
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -276,4 +284,109 @@ fn an_idle_worker_never_sleeps_through_work() {
         deliverer.join().unwrap();
         assert_eq!(ran, 2);
     });
+}
+
+/// A channel of the select model: the arms of the select registered in its
+/// wait list, and the message slot of each arm's waiter (written under the
+/// channel's lock, as `wait::WaitList::give` does).
+struct Chan {
+    waiting: Mutex<Vec<usize>>,
+}
+
+/// One arm's waiter: its message slot and completion state (`wait`'s
+/// WAITING / DONE; the CLAIMING step is the task state's business, checked
+/// above).
+struct ArmWaiter {
+    msg: loom::cell::UnsafeCell<Option<u32>>,
+    done: AtomicUsize,
+}
+
+/// A select parked on two channels, a sender on each, and optionally a
+/// timeout racing them: exactly one sender hands its message over if the
+/// select did not give up first, the other keeps its own; the select gets
+/// the winner's message, from the arm the token names.
+fn select_with_two_senders(times_out: bool) {
+    let owner = Arc::new(Task::new());
+    let token = Arc::new(atomic::AtomicUsize::new(select_state::WAITING));
+    let chans: Arc<[Chan; 2]> = Arc::new([0, 1].map(|_| Chan {
+        waiting: Mutex::new(Vec::new()),
+    }));
+    let arms: Arc<[ArmWaiter; 2]> = Arc::new([0, 1].map(|_| ArmWaiter {
+        msg: loom::cell::UnsafeCell::new(None),
+        done: AtomicUsize::new(0),
+    }));
+    // Registration, under each channel's lock (the select holds them all).
+    for (i, chan) in chans.iter().enumerate() {
+        chan.waiting.lock().unwrap().push(i);
+    }
+    let senders: Vec<_> = (0..2)
+        .map(|i| {
+            let (owner, token, chans, arms) =
+                (owner.clone(), token.clone(), chans.clone(), arms.clone());
+            thread::spawn(move || {
+                let msg = 10 + i as u32;
+                let mut waiting = chans[i].waiting.lock().unwrap();
+                // `pop_winner`: take the waiter only if this sender wins.
+                while let Some(arm) = waiting.pop() {
+                    if select_state::try_select(&token, arm) {
+                        arms[arm].msg.with_mut(|m| unsafe { *m = Some(msg) });
+                        let claimed = claim(&owner.state);
+                        arms[arm].done.store(1, Ordering::Release);
+                        drop(waiting);
+                        owner.wake(claimed);
+                        return true; // handed over
+                    }
+                }
+                false // kept its message
+            })
+        })
+        .collect();
+    let won = loop {
+        if let Some(arm) = select_state::selected(&token) {
+            break Some(arm);
+        }
+        if times_out {
+            break select_state::abort(&token);
+        }
+        owner.park();
+    };
+    // Unregister every arm under its channel's lock.
+    for (i, chan) in chans.iter().enumerate() {
+        chan.waiting.lock().unwrap().retain(|&arm| arm != i);
+    }
+    let got = won.map(|arm| {
+        while arms[arm].done.load(Ordering::Acquire) == 0 {
+            thread::yield_now();
+        }
+        arms[arm].msg.with_mut(|m| unsafe { (*m).take() })
+    });
+    let handed: Vec<bool> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    match won {
+        Some(arm) => {
+            assert_eq!(got, Some(Some(10 + arm as u32)));
+            assert_eq!(handed, [arm == 0, arm == 1], "one sender, the winner");
+        }
+        None => assert_eq!(handed, [false, false], "a sender after the timeout"),
+    }
+}
+
+/// Three threads with a task's park make the full exploration take over
+/// seven minutes; bounded to three preemptions (the bugs loom finds need
+/// one or two: a sender winning the token between the owner's look and
+/// its park, a timeout between a sender's win and its completion) it takes
+/// seconds.
+fn model_select(times_out: bool) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(move || select_with_two_senders(times_out));
+}
+
+#[test]
+fn a_parked_select_takes_exactly_one_message() {
+    model_select(false);
+}
+
+#[test]
+fn a_select_timing_out_loses_no_message() {
+    model_select(true);
 }

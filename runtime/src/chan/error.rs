@@ -15,6 +15,46 @@ pub enum TrySendError<T> {
     Disconnected(T),
 }
 
+/// [`Sender::send_timeout`](super::Sender::send_timeout) or
+/// [`send_deadline`](super::Sender::send_deadline) failed. Holds the
+/// message.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SendTimeoutError<T> {
+    /// No room came in time.
+    Timeout(T),
+    /// Every receiver is gone.
+    Disconnected(T),
+}
+
+impl<T> SendTimeoutError<T> {
+    /// The message that could not be sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendTimeoutError::Timeout(m) | SendTimeoutError::Disconnected(m) => m,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.pad("Timeout(..)"),
+            SendTimeoutError::Disconnected(_) => f.pad("Disconnected(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.pad("timed out sending on a full channel"),
+            SendTimeoutError::Disconnected(_) => f.pad("sending on a disconnected channel"),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendTimeoutError<T> {}
+
 /// [`Receiver::recv`](super::Receiver::recv) failed: the channel is empty and every sender is gone.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub struct RecvError;

@@ -37,9 +37,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[doc(inline)]
+pub use crate::select;
 use crate::spin::{SpinGuard, SpinLock};
 use crate::wait::{Completion, Dismissed, WaitList, Waiter, Woken};
-pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
+pub use error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+#[doc(hidden)]
+pub use select::{Arm, Mode, RecvArm, SendArm, select};
 
 use crate::task::park_releasing;
 
@@ -223,9 +229,35 @@ impl<T> Sender<T> {
     /// Sends a message, waiting for room in a full bounded channel. Fails,
     /// giving the message back, once every receiver is gone.
     pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        self.send_until(msg, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Like [`send`](Self::send), waiting at most `timeout` for room.
+    ///
+    /// ```
+    /// # use growstack_runtime as growstack;
+    /// use std::time::Duration;
+    /// use growstack::chan::SendTimeoutError;
+    /// let (tx, _rx) = growstack::chan::bounded(1);
+    /// tx.send(1).unwrap();
+    /// let err = tx.send_timeout(2, Duration::from_millis(10));
+    /// assert_eq!(err, Err(SendTimeoutError::Timeout(2)));
+    /// ```
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_until(msg, Instant::now().checked_add(timeout))
+    }
+
+    /// Like [`send`](Self::send), waiting for room until `deadline` at the
+    /// latest.
+    pub fn send_deadline(&self, msg: T, deadline: Instant) -> Result<(), SendTimeoutError<T>> {
+        self.send_until(msg, Some(deadline))
+    }
+
+    fn send_until(&self, msg: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
         let mut inner = self.chan.lock();
         if inner.receivers == 0 {
-            return Err(SendError(msg));
+            return Err(SendTimeoutError::Disconnected(msg));
         }
         let msg = match inner.offer(msg) {
             Ok(receiver) => {
@@ -236,13 +268,16 @@ impl<T> Sender<T> {
             }
             Err(msg) => msg,
         };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(SendTimeoutError::Timeout(msg));
+        }
         // Full: wait for a receiver to take the message.
         let mut waiter = Waiter::new(Some(msg));
         // SAFETY: `waiter` is new, and stays in this frame, touched only
         // through `is_done`, until it is done or unregistered below.
         unsafe { inner.send_wait.register(&waiter) };
         loop {
-            park_holding(inner, None);
+            park_holding(inner, deadline);
             if waiter.is_done() {
                 return Ok(());
             }
@@ -250,14 +285,23 @@ impl<T> Sender<T> {
             if waiter.is_done() {
                 return Ok(());
             }
-            if inner.receivers == 0 {
-                // SAFETY: registered in this list above, if still.
-                unsafe { inner.send_wait.unregister(&waiter) };
-                drop(inner);
-                let msg = waiter.take_msg().expect("not taken: not done");
-                return Err(SendError(msg));
-            }
-            // Woken for no reason of ours: still registered; wait on.
+            let timed_out = if inner.receivers == 0 {
+                false
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                true
+            } else {
+                // Woken for no reason of ours: still registered; wait on.
+                continue;
+            };
+            // SAFETY: registered in this list above, if still.
+            unsafe { inner.send_wait.unregister(&waiter) };
+            drop(inner);
+            let msg = waiter.take_msg().expect("not taken: not done");
+            return Err(if timed_out {
+                SendTimeoutError::Timeout(msg)
+            } else {
+                SendTimeoutError::Disconnected(msg)
+            });
         }
     }
 
@@ -327,6 +371,11 @@ impl<T> Receiver<T> {
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         // A timeout past any instant is no timeout (`+` would panic).
         self.recv_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Receives a message, waiting for one until `deadline` at the latest.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.recv_until(Some(deadline))
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {

@@ -42,8 +42,7 @@ pub(crate) fn selected(token: &AtomicUsize) -> Option<usize> {
 /// arm that won first.
 #[inline]
 pub(crate) fn abort(token: &AtomicUsize) -> Option<usize> {
-    match token.compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => None,
-        Err(arm) => Some(arm),
-    }
+    token
+        .compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire)
+        .err()
 }

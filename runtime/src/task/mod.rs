@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use blocking::spawn_blocking;
 pub use local::{AccessError, LocalKey};
-pub(crate) use park::{Waker, Wakeup, park_releasing, park_until};
+pub(crate) use park::{Waker, Wakeup, park, park_releasing, park_until};
 pub(crate) use raw::Header;
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
