@@ -36,7 +36,9 @@ pub use frame::{GrowthSite, profile, profile_report};
 pub use grow::{max_stack, maybe_grow, remaining_stack, set_max_stack};
 pub use stats::{Stats, stats};
 pub use task::runtime::{Builder, Handle, Runtime};
-pub use task::{JoinHandle, shrink_now, sleep, spawn, spawn_blocking, yield_now};
+pub use task::{
+    JoinHandle, dump, dump_report, shrink_now, sleep, spawn, spawn_blocking, yield_now,
+};
 
 /// Items used by the code `#[growable]` generates. Not a stable API.
 #[doc(hidden)]

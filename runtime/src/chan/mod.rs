@@ -47,7 +47,7 @@ pub use error::{
 #[doc(hidden)]
 pub use select::{Arm, Mode, RecvArm, SendArm, select};
 
-use crate::task::park_releasing;
+use crate::task::{ParkedOn, park_releasing};
 
 /// A channel holding at most `cap` messages: `send` blocks while it is full.
 ///
@@ -116,6 +116,17 @@ struct Chan<T> {
 impl<T> Chan<T> {
     fn lock(&self) -> SpinGuard<'_, Inner<T>> {
         self.inner.lock()
+    }
+
+    /// What a task blocked on this channel waits for (its dump).
+    fn parked_on(&self, recv: bool) -> ParkedOn {
+        let elem = core::any::type_name::<T>();
+        let chan = core::ptr::from_ref(self) as usize;
+        if recv {
+            ParkedOn::Recv { elem, chan }
+        } else {
+            ParkedOn::Send { elem, chan }
+        }
     }
 }
 
@@ -189,14 +200,14 @@ pub struct Receiver<T> {
 /// Parks the calling task or thread until its waiter is woken (or
 /// spuriously, or at `deadline`), releasing the channel lock once it is
 /// parked.
-fn park_holding<T>(inner: SpinGuard<'_, Inner<T>>, deadline: Option<Instant>) {
+fn park_holding<T>(inner: SpinGuard<'_, Inner<T>>, deadline: Option<Instant>, on: &ParkedOn) {
     // SAFETY: the guard holds the lock and gives it up to `park_releasing`,
     // which releases it once; the channel outlives the wait (the caller
     // holds a sender or receiver). A parked waiter is woken by a completion
     // or a disconnect, which take the lock first (`wait`), or by its
     // timer, which its worker fires; its earlier operations let it go only
     // after their wakes were done.
-    unsafe { park_releasing(inner.hand_over(), deadline) }
+    unsafe { park_releasing(inner.hand_over(), deadline, on) }
 }
 
 /// Tells the lock how a waiter was woken (a lock whose wakes stay on its
@@ -276,8 +287,9 @@ impl<T> Sender<T> {
         // SAFETY: `waiter` is new, and stays in this frame, touched only
         // through `is_done`, until it is done or unregistered below.
         unsafe { inner.send_wait.register(&waiter) };
+        let on = self.chan.parked_on(false);
         loop {
-            park_holding(inner, deadline);
+            park_holding(inner, deadline, &on);
             if waiter.is_done() {
                 return Ok(());
             }
@@ -397,8 +409,9 @@ impl<T> Receiver<T> {
         // SAFETY: `waiter` is new, and stays in this frame, touched only
         // through `is_done`, until it is done or unregistered below.
         unsafe { inner.recv_wait.register(&waiter) };
+        let on = self.chan.parked_on(true);
         loop {
-            park_holding(inner, deadline);
+            park_holding(inner, deadline, &on);
             if waiter.is_done() {
                 break;
             }

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use super::{Inner, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError};
 use super::{select_state, select_state::WAITING};
 use crate::spin::SpinGuard;
-use crate::task::{park, park_until};
+use crate::task::{ParkedOn, park, park_until};
 use crate::wait::{Completion, Waiter, Woken};
 
 /// How long a select may wait. Not a stable API: for [`select!`](crate::select).
@@ -191,14 +191,15 @@ fn wait(arms: &[&dyn Arm], deadline: Option<Instant>) -> Option<usize> {
     }
     unlock_all();
 
+    let on = ParkedOn::Select { arms: arms.len() };
     let won = loop {
         if let Some(i) = select_state::selected(&token) {
             break Some(i);
         }
         match deadline {
-            None => park(),
+            None => park(&on),
             Some(deadline) if Instant::now() >= deadline => break select_state::abort(&token),
-            Some(deadline) => park_until(deadline),
+            Some(deadline) => park_until(deadline, &on),
         }
     };
 

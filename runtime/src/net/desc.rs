@@ -240,11 +240,15 @@ impl PollDesc {
         }
         inner.waiters[d].push(me);
         core::mem::forget(guard);
+        let on = task::ParkedOn::Io {
+            fd,
+            write: d == Dir::Write as usize,
+        };
         // SAFETY: we hold `locked` and give it up; the record is never
         // freed. Every wake of ours until we run again takes that lock
         // first (`notify`), or is our timer, on our worker's thread: a
         // blocked task's earlier operations are all complete.
-        unsafe { task::park_releasing(&self.locked, deadline) };
+        unsafe { task::park_releasing(&self.locked, deadline, &on) };
         let mut guard = self.lock();
         let list = &mut guard.inner().waiters[d];
         if let Some(i) = list.iter().position(|&t| t == me) {

@@ -49,6 +49,9 @@ pub(crate) struct Chain {
     /// Stress mode, read once: the global flag shares a cache line with
     /// counters other threads write, and the guard is set on every switch.
     stress: bool,
+    /// Times the chain grew onto a segment (saturating; for `dump`). In
+    /// the struct's padding: a task cell keeps its size class.
+    growths: u32,
 }
 
 struct Segment {
@@ -104,6 +107,7 @@ impl Chain {
             first_counted: 0,
             max,
             stress: stress(),
+            growths: 0,
         }
     }
 
@@ -195,6 +199,14 @@ impl Chain {
     }
 
     /// Whether the context has grown onto segments (in use or cached).
+    /// For `dump`: bytes of stack resident by the estimate (the first
+    /// stack's counted part and every segment's), segments holding frames,
+    /// and growths so far.
+    pub(crate) fn usage(&self) -> (usize, usize, u32) {
+        let resident = self.first_counted + self.segments.iter().map(|s| s.counted).sum::<usize>();
+        (resident, self.depth, self.growths)
+    }
+
     pub(crate) fn has_segments(&self) -> bool {
         !self.segments.is_empty()
     }
@@ -280,6 +292,7 @@ impl Chain {
         let top = segment.slot.top();
         self.limit = segment.slot.usable_lo() + RED_ZONE;
         self.depth += 1;
+        self.growths = self.growths.saturating_add(1);
         self.in_use = total;
         self.set_guard();
         desc.count_growth(size);

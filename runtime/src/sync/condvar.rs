@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::mutex::MutexGuard;
 use super::poison;
 use crate::spin::SpinLock;
-use crate::task::park_releasing;
+use crate::task::{ParkedOn, park_releasing};
 use crate::wait::{Completion, WaitList, Waiter, Woken};
 
 /// A condition variable: tasks and threads wait on it, holding a
@@ -171,12 +171,16 @@ impl Condvar {
         // SAFETY: the guard given up above held the lock.
         unsafe { raw.unlock() };
         let mut timed_out = false;
+        let on = ParkedOn::Lock {
+            kind: "Condvar",
+            addr: core::ptr::from_ref(self) as *const () as usize,
+        };
         loop {
             // SAFETY: the guard holds the list's lock and gives it up; the
             // condvar outlives the wait (the caller borrows it). Every wake
             // of a waiter (a notify) takes that lock first; a timeout is
             // the worker's own.
-            unsafe { park_releasing(waiters.hand_over(), deadline) };
+            unsafe { park_releasing(waiters.hand_over(), deadline, &on) };
             if waiter.is_done() {
                 break;
             }

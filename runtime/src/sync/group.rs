@@ -3,7 +3,7 @@
 use core::fmt;
 
 use crate::spin::{SpinGuard, SpinLock};
-use crate::task::park_releasing;
+use crate::task::{ParkedOn, park_releasing};
 use crate::wait::{Completion, WaitList, Waiter, Woken};
 
 /// A count and the waiters for it, under one spin lock.
@@ -13,7 +13,15 @@ struct Counted {
 }
 
 /// Parks on `state` until woken by `release_all`.
-fn wait_released<'a>(lock: &'a SpinLock<Counted>, mut state: SpinGuard<'a, Counted>) {
+fn wait_released<'a>(
+    lock: &'a SpinLock<Counted>,
+    mut state: SpinGuard<'a, Counted>,
+    kind: &'static str,
+) {
+    let on = ParkedOn::Lock {
+        kind,
+        addr: core::ptr::from_ref(lock) as *const () as usize,
+    };
     let waiter = Waiter::new(None);
     // SAFETY: `waiter` is new, and stays in this frame, touched only
     // through `is_done`, until it is done: these waiters are never
@@ -23,7 +31,7 @@ fn wait_released<'a>(lock: &'a SpinLock<Counted>, mut state: SpinGuard<'a, Count
         // SAFETY: the guard holds the lock and gives it up; the lock
         // outlives the wait (the caller borrows it). Every wake of a waiter
         // (`release_all`) takes that lock first.
-        unsafe { park_releasing(state.hand_over(), None) };
+        unsafe { park_releasing(state.hand_over(), None, &on) };
         if waiter.is_done() {
             return;
         }
@@ -103,7 +111,7 @@ impl Barrier {
         let mut state = self.state.lock();
         state.count += 1;
         if state.count < self.n {
-            wait_released(&self.state, state);
+            wait_released(&self.state, state, "Barrier");
             return BarrierWaitResult(false);
         }
         state.count = 0;
@@ -201,7 +209,7 @@ impl WaitGroup {
         if state.count == 0 {
             return;
         }
-        wait_released(&self.state, state);
+        wait_released(&self.state, state, "WaitGroup");
     }
 
     /// The pending count now.

@@ -6,7 +6,7 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::spin::SpinLock;
-use crate::task::park_releasing;
+use crate::task::{ParkedOn, park_releasing};
 use crate::wait::{Completion, WaitList, Waiter, Woken};
 
 const EMPTY: u8 = 0;
@@ -192,11 +192,15 @@ impl<T> OnceLock<T> {
         // through `is_done`, until it is done: every waiter is woken when
         // the run ends.
         unsafe { waiters.register(&waiter) };
+        let on = ParkedOn::Lock {
+            kind: "OnceLock",
+            addr: core::ptr::from_ref(self) as *const () as usize,
+        };
         loop {
             // SAFETY: the guard holds the list's lock and gives it up; the
             // cell outlives the wait (the caller borrows it). Every wake of
             // a waiter (`publish`) takes that lock first.
-            unsafe { park_releasing(waiters.hand_over(), None) };
+            unsafe { park_releasing(waiters.hand_over(), None, &on) };
             if waiter.is_done() {
                 return;
             }

@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::spin::SpinLock;
-use crate::task::park_releasing;
+use crate::task::{ParkedOn, park_releasing};
 use crate::wait::{WaitList, Waiter, Woken};
 
 const LOCKED: u8 = 1;
@@ -152,11 +152,15 @@ impl RawMutex {
                     waiters.register(&waiter);
                 }
             }
+            let on = ParkedOn::Lock {
+                kind: "Mutex",
+                addr: core::ptr::from_ref(self) as *const () as usize,
+            };
             loop {
                 // SAFETY: the guard holds the wait list's lock and gives it
                 // up; the mutex outlives the wait (the caller borrows it).
                 // Every wake of a waiter (an unlock) takes that lock first.
-                unsafe { park_releasing(waiters.hand_over(), None) };
+                unsafe { park_releasing(waiters.hand_over(), None, &on) };
                 if waiter.is_done() {
                     break;
                 }

@@ -18,7 +18,7 @@ use std::sync::{LockResult, TryLockError, TryLockResult};
 
 use super::poison;
 use crate::spin::SpinLock;
-use crate::task::park_releasing;
+use crate::task::{ParkedOn, park_releasing};
 use crate::wait::{Completion, WaitList, Waiter, Woken};
 
 const WRITER: usize = 1;
@@ -235,11 +235,15 @@ impl<T: ?Sized> RwLock<T> {
         // through `is_done`, until it is done: every waiter is granted
         // the lock in turn, none is unregistered.
         unsafe { waiters.register(&waiter) };
+        let on = ParkedOn::Lock {
+            kind: "RwLock",
+            addr: core::ptr::from_ref(self) as *const () as usize,
+        };
         loop {
             // SAFETY: the guard holds the list's lock and gives it up; the
             // RwLock outlives the wait (the caller borrows it). Every wake
             // of a waiter (a handover) takes that lock first.
-            unsafe { park_releasing(waiters.hand_over(), None) };
+            unsafe { park_releasing(waiters.hand_over(), None, &on) };
             if waiter.is_done() {
                 return;
             }

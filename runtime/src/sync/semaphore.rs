@@ -4,7 +4,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::spin::SpinLock;
-use crate::task::park_releasing;
+use crate::task::{ParkedOn, park_releasing};
 use crate::wait::{Completion, WaitList, Waiter, Woken};
 
 /// In the state word: waiters are queued (lower bit); the permits are the
@@ -171,11 +171,15 @@ impl Semaphore {
         // through `is_done`, until it is done: these waiters are never
         // unregistered, every one is granted its permits.
         unsafe { waiters.register(&waiter) };
+        let on = ParkedOn::Lock {
+            kind: "Semaphore",
+            addr: core::ptr::from_ref(self) as *const () as usize,
+        };
         loop {
             // SAFETY: the guard holds the list's lock and gives it up; the
             // semaphore outlives the wait (the caller borrows it). Every
             // wake of a waiter (a grant) takes that lock first.
-            unsafe { park_releasing(waiters.hand_over(), None) };
+            unsafe { park_releasing(waiters.hand_over(), None, &on) };
             if waiter.is_done() {
                 return;
             }

@@ -13,6 +13,7 @@
 
 mod blocking;
 mod cells;
+mod dump;
 /// The atomics the protocol state machines (`state`) are written
 /// against: `core`'s here, loom's when `runtime/tests/loom.rs` includes
 /// them.
@@ -28,9 +29,11 @@ mod sync {
 mod idle;
 mod local;
 mod park;
+mod parked;
 pub(crate) mod probe;
 mod raw;
 pub(crate) mod runtime;
+mod sigquit;
 mod state;
 mod worker;
 
@@ -38,8 +41,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use blocking::spawn_blocking;
+pub use dump::{TaskDump, TaskState, dump, dump_report};
 pub use local::{AccessError, LocalKey};
 pub(crate) use park::{Waker, Wakeup, park, park_releasing, park_until};
+pub use parked::ParkedOn;
 pub(crate) use raw::Header;
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
@@ -319,11 +324,11 @@ pub fn sleep(d: Duration) {
     // Past any instant: forever, as `std::thread::sleep` does.
     let Some(deadline) = Instant::now().checked_add(d) else {
         loop {
-            park::park();
+            park::park(&ParkedOn::Sleep);
         }
     };
     while Instant::now() < deadline {
-        park_until(deadline);
+        park_until(deadline, &ParkedOn::Sleep);
     }
 }
 

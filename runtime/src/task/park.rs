@@ -32,6 +32,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::parked::ParkedOn;
 use super::raw::{Header, TaskRef};
 use super::state::{self, Claim};
 use super::worker;
@@ -184,15 +185,17 @@ unsafe fn claim_here(task: NonNull<Header>) -> Option<TaskRef> {
 
 /// Suspends the running task until it is woken, or blocks the calling
 /// thread until it is unparked. May return spuriously.
-pub(crate) fn park() {
-    if !worker::park_task() {
+///
+/// `on` says what the task waits for, for its dump.
+pub(crate) fn park(on: &ParkedOn) {
+    if !worker::park_task(on) {
         std::thread::park();
     }
 }
 
 /// Like [`park`], returning at `deadline` at the latest.
-pub(crate) fn park_until(deadline: Instant) {
-    if !worker::park_task_until(deadline) {
+pub(crate) fn park_until(deadline: Instant, on: &ParkedOn) {
+    if !worker::park_task_until(deadline, on) {
         park_thread_until(deadline);
     }
 }
@@ -211,9 +214,9 @@ pub(crate) fn park_until(deadline: Instant) {
 /// while the caller is parked. Until the caller runs again, whatever wakes
 /// it acquires that lock first, or runs on the caller's worker thread
 /// (a timer).
-pub(crate) unsafe fn park_releasing(lock: &AtomicBool, deadline: Option<Instant>) {
+pub(crate) unsafe fn park_releasing(lock: &AtomicBool, deadline: Option<Instant>, on: &ParkedOn) {
     // SAFETY: forwarded to our caller's contract.
-    if unsafe { worker::park_task_releasing(lock, deadline) } {
+    if unsafe { worker::park_task_releasing(lock, deadline, on) } {
         return;
     }
     lock.store(false, Ordering::Release);

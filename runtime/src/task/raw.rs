@@ -206,7 +206,12 @@ impl Header {
             });
             // The thread yields through a CLAIMING, not the task: as for
             // a channel waiter (`wait`).
-            wait_done(&self.join, super::park::park, std::thread::yield_now);
+            let on = super::ParkedOn::Join { task: self.info.id };
+            wait_done(
+                &self.join,
+                || super::park::park(&on),
+                std::thread::yield_now,
+            );
             if let Some(shared) = shared.filter(|_| registered) {
                 shared.unregister_join(task);
             }

@@ -26,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::JoinHandle;
+use super::dump::{self, DumpRequest, TaskDump, TaskState};
 use super::idle;
 use super::raw::{TaskInfo, TaskRef};
 use super::worker::{self, Worker};
@@ -48,6 +49,9 @@ pub(crate) struct Config {
     /// How long a task may hold its worker, while others wait for it,
     /// before the monitor warns (`Builder::stall_warning`).
     pub(crate) stall_warning: Option<Duration>,
+    /// How long the runtime may make no progress before the monitor prints
+    /// a dump (`Builder::stall_report`).
+    pub(crate) stall_report: Option<Duration>,
     /// Whether a panic in a task gets a line naming it (`panic_note`).
     pub(crate) panic_note: bool,
 }
@@ -89,6 +93,8 @@ struct RemoteState {
     guard: usize,
     /// `shrink_now` callers waiting for a pass; each gets a message.
     shrink_requests: Vec<Sender<()>>,
+    /// `dump` callers waiting for this worker's tasks.
+    dump_requests: Vec<DumpRequest>,
     exited: bool,
     /// The worker stopped with tasks in flight and parks its thread for
     /// good (`Worker::run`).
@@ -122,6 +128,7 @@ impl Remote {
             // tells `shrink_now` not to wait for it).
             state.exited = true;
             state.shrink_requests.clear();
+            state.dump_requests.clear();
         }
     }
 
@@ -181,20 +188,60 @@ impl Remote {
         });
     }
 
+    /// Asks the worker for its tasks (`dump`).
+    pub(crate) fn request_dump(&self, request: DumpRequest) {
+        self.deliver(|state| {
+            // An exited worker answers by dropping the request.
+            if !state.exited {
+                state.dump_requests.push(request);
+                self.has_shrink.store(true, Ordering::Release);
+            }
+        });
+    }
+
+    /// Whether a `shrink_now` or `dump` caller waits for this worker.
     pub(crate) fn has_shrink_request(&self) -> bool {
         self.has_shrink.load(Ordering::Acquire)
     }
 
-    /// After a `shrink_now` pass: tells the callers.
-    pub(crate) fn answer_shrink_requests(&self) {
-        let waiting = {
-            let mut state = lock(&self.state);
-            self.has_shrink.store(false, Ordering::Relaxed);
-            core::mem::take(&mut state.shrink_requests)
-        };
-        for done in waiting {
-            let _ = done.send(());
+    /// Takes the `shrink_now` and `dump` requests: the worker answers
+    /// them (a `shrink_now` caller by a message after its pass).
+    pub(crate) fn take_requests(&self) -> (Vec<Sender<()>>, Vec<DumpRequest>) {
+        let mut state = lock(&self.state);
+        self.has_shrink.store(false, Ordering::Relaxed);
+        (
+            core::mem::take(&mut state.shrink_requests),
+            core::mem::take(&mut state.dump_requests),
+        )
+    }
+
+    /// How many times the worker resumed a task so far.
+    pub(crate) fn resumes(&self) -> u64 {
+        self.preempt.resumes.load(Ordering::Relaxed)
+    }
+
+    /// The task running on this worker now, as far as other threads see
+    /// (for a `dump` the worker did not answer).
+    pub(crate) fn running_now(&self) -> Option<TaskDump> {
+        let p = &self.preempt;
+        if !p.running.load(Ordering::Relaxed) {
+            return None;
         }
+        let at = p.spawned_at.load(Ordering::Relaxed);
+        // SAFETY: only ever set from a `&'static Location` (`will_resume`).
+        let spawned_at = unsafe { at.as_ref() }?;
+        Some(TaskDump {
+            id: p.task_id.load(Ordering::Relaxed),
+            name: None,
+            state: TaskState::Running,
+            spawned_at,
+            runtime: 0,
+            worker: None,
+            stack_resident: 0,
+            segments: 0,
+            growths: 0,
+            backtrace: None,
+        })
     }
 
     /// Queues a task pinned to this worker, from another thread.
@@ -223,6 +270,11 @@ impl Remote {
         let mut fresh = lock(&self.fresh);
         fresh.extend(tasks);
         self.fresh_len.store(fresh.len(), Ordering::Relaxed);
+    }
+
+    /// References to the new tasks shared for stealing (`dump`).
+    pub(crate) fn fresh_tasks(&self) -> Vec<TaskRef> {
+        lock(&self.fresh).iter().cloned().collect()
     }
 
     /// The owner's end: the newest task.
@@ -363,6 +415,8 @@ fn cancel_late(shared: &Shared) {
 
 /// What the workers of one runtime share.
 pub(crate) struct Shared {
+    /// The runtime's number in the process ([`Runtime::id`]).
+    pub(crate) id: u64,
     pub(crate) workers: Box<[Remote]>,
     injector: Mutex<VecDeque<TaskRef>>,
     injected: AtomicUsize,
@@ -460,6 +514,11 @@ impl Shared {
         self.shutdown.load(Ordering::Acquire)
     }
 
+    /// References to the tasks waiting in the injector (`dump`).
+    pub(crate) fn injected_tasks(&self) -> Vec<TaskRef> {
+        lock(&self.injector).iter().cloned().collect()
+    }
+
     /// Whether tasks spawned from outside wait in the injector.
     pub(crate) fn has_injected(&self) -> bool {
         self.injected.load(Ordering::Relaxed) > 0
@@ -502,7 +561,10 @@ impl Shared {
             &me.state,
             RemoteState::sleep,
             |state| {
-                !state.inbox.is_empty() || !state.shrink_requests.is_empty() || self.shutting_down()
+                !state.inbox.is_empty()
+                    || !state.shrink_requests.is_empty()
+                    || !state.dump_requests.is_empty()
+                    || self.shutting_down()
             },
             recheck,
             |state| {
@@ -619,6 +681,12 @@ impl Runtime {
         Builder::new()
     }
 
+    /// The runtime's number, unique in the process (1 for the first built):
+    /// [`TaskDump::runtime`](crate::task::TaskDump::runtime) names it.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
     /// Runs `f` as a task and waits for it: the calling thread blocks (or,
     /// called from a task, the task parks). A panic in `f` resumes here.
     ///
@@ -725,6 +793,11 @@ impl Handle {
         let w = worker::current()?;
         let outside = w.shard.shared.outside.get()?.upgrade()?;
         Some(Handle { outside })
+    }
+
+    /// The runtime's number ([`Runtime::id`]).
+    pub fn id(&self) -> u64 {
+        self.outside.shared.id
     }
 
     /// Spawns a task on the runtime (see [`Runtime::spawn`]).
@@ -846,6 +919,8 @@ pub struct Builder {
     cached_stacks: usize,
     preempt: Option<Duration>,
     stall_warning: Option<Duration>,
+    stall_report: Option<Duration>,
+    dump_on_sigquit: bool,
     panic_note: bool,
 }
 
@@ -866,6 +941,8 @@ impl Builder {
             cached_stacks: 256,
             preempt: None,
             stall_warning: Some(Duration::from_secs(1)),
+            stall_report: None,
+            dump_on_sigquit: false,
             panic_note: true,
         }
     }
@@ -957,6 +1034,32 @@ impl Builder {
         self
     }
 
+    /// Prints [`dump_report`](crate::dump_report) on stderr, once per
+    /// stall, when no task of this runtime has been resumed for `after`
+    /// while its tasks are ready, running, or parked with nothing that
+    /// could wake them: no deadline, no socket (a deadlock, or a task
+    /// holding its worker). Default: off.
+    ///
+    /// It cannot see plain threads: tasks parked on a channel or a lock
+    /// that a plain thread will serve later are reported too, once, if
+    /// that thread takes longer than `after`.
+    pub fn stall_report(mut self, after: Duration) -> Builder {
+        self.stall_report = Some(after);
+        self
+    }
+
+    /// Prints [`dump_report`](crate::dump_report) on stderr when the
+    /// process gets `SIGQUIT` (Ctrl-\\ in a terminal), as Go does, but
+    /// without exiting. Also turned on by the environment variable
+    /// `GROWSTACK_DUMP_ON_SIGQUIT=1`. Default: off. Once on, it stays on
+    /// for the process: it replaces `SIGQUIT`'s default action (quit with
+    /// a core dump) with a handler that wakes a thread of ours, which
+    /// prints the dump.
+    pub fn dump_on_sigquit(mut self, on: bool) -> Builder {
+        self.dump_on_sigquit = on;
+        self
+    }
+
     /// Whether a panic in one of this runtime's tasks is preceded, on
     /// stderr, by a line naming the task (id, name, where it was spawned)
     /// with the panic's location and message (default: on). std's own
@@ -1011,7 +1114,9 @@ impl Builder {
             )));
         }
         let size = 1usize << arena::class_for(stack_size);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             workers: (0..workers)
                 .map(|_| Remote::new())
                 .collect::<io::Result<_>>()?,
@@ -1033,6 +1138,7 @@ impl Builder {
                 cached_stacks: self.cached_stacks,
                 preempt: self.preempt,
                 stall_warning: self.stall_warning,
+                stall_report: self.stall_report,
                 panic_note: self.panic_note,
             },
         });
@@ -1064,7 +1170,12 @@ impl Builder {
                 }
             }
         }
-        if self.preempt.is_some() || self.stall_warning.is_some() {
+        if self.dump_on_sigquit
+            || std::env::var_os("GROWSTACK_DUMP_ON_SIGQUIT").is_some_and(|v| v == "1")
+        {
+            super::sigquit::install()?;
+        }
+        if self.preempt.is_some() || self.stall_warning.is_some() || self.stall_report.is_some() {
             let shared = Arc::clone(&rt.shared);
             rt.monitor = Some(
                 std::thread::Builder::new()
@@ -1162,11 +1273,17 @@ fn monitor(shared: &Shared) {
     let stall_look = config
         .stall_warning
         .map(|d| (d / 4).max(Duration::from_millis(1)));
-    let period = match (config.preempt, stall_look) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => return,
+    let report_look = config
+        .stall_report
+        .map(|d| (d / 4).max(Duration::from_millis(1)));
+    let Some(period) = [config.preempt, stall_look, report_look]
+        .into_iter()
+        .flatten()
+        .min()
+    else {
+        return;
     };
+    let mut progress = dump::Progress::new();
     let now = Instant::now();
     let mut watches: Vec<Watch> = (0..shared.workers.len())
         .map(|_| Watch {
@@ -1206,6 +1323,15 @@ fn monitor(shared: &Shared) {
             if !watch.warned && waiting && config.stall_warning.is_some_and(|after| held >= after) {
                 watch.warned = true;
                 warn_stall(index, p, held);
+            }
+        }
+        if let Some(after) = config.stall_report {
+            let resumes = shared.workers.iter().map(Remote::resumes).sum();
+            if progress.stalled(resumes, now, after) {
+                // The dump waits for the workers: not under the lock.
+                drop(guard);
+                dump::report_stall(shared.id, after);
+                guard = lock(&shared.monitor_lock);
             }
         }
     }
@@ -1268,7 +1394,12 @@ pub fn dump_runtimes() -> String {
     out
 }
 
-/// Every runtime alive, for `shrink_now`.
+/// Every runtime alive, in the order they were built.
+pub(crate) fn live_runtimes() -> Vec<Arc<Shared>> {
+    lock(&RUNTIMES).iter().filter_map(Weak::upgrade).collect()
+}
+
+/// Every runtime alive, for `shrink_now` and `dump`.
 static RUNTIMES: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
 fn register(shared: &Arc<Shared>) {

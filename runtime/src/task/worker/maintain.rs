@@ -32,14 +32,29 @@ impl Worker {
     pub(super) fn maybe_maintain(&self, tick: u32) {
         let remote = &self.remote();
         if remote.has_shrink_request() {
-            self.pass(Pass::Now);
-            remote.answer_shrink_requests();
+            self.answer_requests();
         }
         if tick.is_multiple_of(CHECK_EVERY)
             && self.ran_since_pass.get()
             && self.last_pass.get().elapsed() >= PASS_EVERY
         {
             self.pass(Pass::Periodic);
+        }
+    }
+
+    /// Answers `dump` callers, then runs a pass for `shrink_now` callers
+    /// and tells them.
+    fn answer_requests(&self) {
+        let (shrinks, dumps) = self.remote().take_requests();
+        for request in dumps {
+            let tasks = self.dump_tasks(request.caller, request.runtime);
+            request.answer(self.index, tasks);
+        }
+        if !shrinks.is_empty() {
+            self.pass(Pass::Now);
+            for done in shrinks {
+                let _ = done.send(());
+            }
         }
     }
 
@@ -50,8 +65,7 @@ impl Worker {
     pub(super) fn maintain_idle(&self) {
         let remote = &self.remote();
         if remote.has_shrink_request() {
-            self.pass(Pass::Now);
-            remote.answer_shrink_requests();
+            self.answer_requests();
         } else if self.ran_since_pass.get()
             && (!self.grown.borrow().is_empty()
                 || self.slots.borrow().len() > self.shared.config.cached_stacks)

@@ -30,6 +30,7 @@
 //! parked for good if tasks that started here have not finished: they may
 //! borrow the thread's thread-locals.
 
+mod dump;
 mod maintain;
 mod ready;
 mod running;
@@ -47,6 +48,7 @@ use ready::ReadyQueue;
 use running::Running;
 
 use super::cells::CellCache;
+use super::parked::{META_BYTES, Meta, ParkedOn};
 use super::raw::{Header, NOTIFIED, PARKED, RUNNING, TaskInfo, TaskRef};
 use super::runtime::{Remote, Shard, Shared};
 use super::state;
@@ -168,8 +170,10 @@ pub(crate) struct Worker {
     ran_since_pass: Cell<bool>,
     /// When this worker last looked at its sockets.
     last_socket_poll: Cell<Instant>,
-    /// Tasks that started here and have not finished.
-    in_flight: Cell<usize>,
+    /// Tasks that started here and have not finished (not counted: each
+    /// is alive until it finishes), each knowing its index here
+    /// (`Meta::index`): for `dump`.
+    tasks: RefCell<Vec<NonNull<Header>>>,
     /// The task running now; empty while the scheduler runs.
     running: Running,
     /// The scheduler's stack pointer while a task runs (the link of
@@ -183,6 +187,9 @@ pub(crate) struct Worker {
     prefer_new: Cell<bool>,
     /// The next round looks around whatever its tick (set by preemption).
     look_now: Cell<bool>,
+    /// Set while the scheduler resumes a task only to capture its
+    /// backtrace (`dump`).
+    probe: Cell<*mut dump::Probe>,
 }
 
 struct Timer {
@@ -286,7 +293,12 @@ pub(crate) unsafe fn pinned_here(task: NonNull<Header>) -> Option<&'static Worke
 
 /// Parks the running task (see `park::park`); false on a thread that runs
 /// no task.
-pub(crate) fn park_task() -> bool {
+pub(crate) fn park_task(on: &ParkedOn) -> bool {
+    park_task_noting(on, None)
+}
+
+/// [`park_task`], noting the deadline its caller's timer has.
+fn park_task_noting(on: &ParkedOn, until: Option<Instant>) -> bool {
     let Some(w) = current() else { return false };
     // SAFETY: we are the running task, and use its header before we switch
     // out.
@@ -295,19 +307,24 @@ pub(crate) fn park_task() -> bool {
     };
     // A wake since the last park is consumed instead of parking.
     if !state::take_notified(&task.state) {
+        // SAFETY: the running task has started and not finished; we are on
+        // its worker's thread.
+        let meta = unsafe { Meta::of(NonNull::from(task)) };
+        meta.note(on, until);
         w.switch_out(Why::Park);
+        meta.clear();
     }
     true
 }
 
 /// Parks the running task until it is woken or `deadline` passes.
-pub(crate) fn park_task_until(deadline: Instant) -> bool {
+pub(crate) fn park_task_until(deadline: Instant, on: &ParkedOn) -> bool {
     let Some(w) = current() else { return false };
     if w.running.get().is_none() {
         return false;
     }
     w.add_timer(deadline);
-    park_task();
+    park_task_noting(on, Some(deadline));
     w.disarm_timer();
     true
 }
@@ -321,7 +338,11 @@ pub(crate) fn park_task_until(deadline: Instant) -> bool {
 /// `lock` is a held lock flag (`true`) whose holder gives it up to this
 /// call, and every wake of the running task, until it runs again, either
 /// takes that lock first or runs on this worker's thread.
-pub(crate) unsafe fn park_task_releasing(lock: &AtomicBool, deadline: Option<Instant>) -> bool {
+pub(crate) unsafe fn park_task_releasing(
+    lock: &AtomicBool,
+    deadline: Option<Instant>,
+    on: &ParkedOn,
+) -> bool {
     let Some(w) = current() else { return false };
     // SAFETY: we are the running task, and use its header before we switch
     // out.
@@ -340,7 +361,11 @@ pub(crate) unsafe fn park_task_releasing(lock: &AtomicBool, deadline: Option<Ins
     if let Some(deadline) = deadline {
         w.add_timer(deadline);
     }
+    // SAFETY: as in `park_task_noting`.
+    let meta = unsafe { Meta::of(NonNull::from(task)) };
+    meta.note(on, deadline);
     w.switch_out(Why::ParkReleasing(lock));
+    meta.clear();
     if deadline.is_some() {
         w.disarm_timer();
     }
@@ -406,13 +431,14 @@ impl Worker {
             last_pass: Cell::new(Instant::now()),
             ran_since_pass: Cell::new(false),
             last_socket_poll: Cell::new(Instant::now()),
-            in_flight: Cell::new(0),
+            tasks: RefCell::new(Vec::new()),
             running: Running::new(),
             sched_sp: Cell::new(0),
             why: Cell::new(Why::Yield),
             tick: Cell::new(0),
             prefer_new: Cell::new(false),
             look_now: Cell::new(false),
+            probe: Cell::new(core::ptr::null_mut()),
         };
         worker.remote().publish_guard(guard::cell());
         WORKER.with(|w| w.set(&worker));
@@ -427,7 +453,7 @@ impl Worker {
             worker.schedule_loop();
         }));
         let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.drain()));
-        let keeps_thread = worker.in_flight.get() > 0;
+        let keeps_thread = !worker.tasks.borrow().is_empty();
         if keeps_thread {
             // Said before `drained`: `Runtime::drop` must not join us.
             worker.remote().keep_thread();
@@ -822,7 +848,17 @@ impl Worker {
     /// Keeps the slot and the cache of a task that has switched out for
     /// good.
     fn finished(&self, task: TaskRef) {
-        self.in_flight.set(self.in_flight.get() - 1);
+        // SAFETY: the task started here and has not finished until now.
+        let index = unsafe { Meta::of(NonNull::from(task.header())) }
+            .index
+            .get();
+        let mut tasks = self.tasks.borrow_mut();
+        tasks.swap_remove(index);
+        if let Some(&moved) = tasks.get(index) {
+            // SAFETY: a task in the list has started and not finished.
+            unsafe { Meta::of(moved) }.index.set(index);
+        }
+        drop(tasks);
         // SAFETY: as in `prepare`; the task has switched out for good.
         let ctx = unsafe { &mut *task.header().ctx.get() };
         let mut counted = 0;
@@ -853,13 +889,20 @@ impl Worker {
                     return None;
                 }
             };
-            self.in_flight.set(self.in_flight.get() + 1);
             let (lo, top) = (slot.usable_lo(), slot.top());
             h.info.slot_top.store(top, Ordering::Relaxed);
+            let mut tasks = self.tasks.borrow_mut();
+            // SAFETY: the slot is ours and unused; its top is page aligned.
+            unsafe { Meta::init(top, tasks.len()) };
+            tasks.push(NonNull::from(h));
+            drop(tasks);
             let max = Some(self.shared.config.max_stack);
             ctx.chain = Some(Chain::new(lo, top, max, true));
-            // SAFETY: the slot is ours and unused; its top is page aligned.
-            ctx.sp = unsafe { arch::init_stack(top, task_main, self as *const Worker as usize) };
+            // SAFETY: the slot is ours and unused below the record; its top
+            // is page aligned, and the record's size a multiple of 16.
+            ctx.sp = unsafe {
+                arch::init_stack(top - META_BYTES, task_main, self as *const Worker as usize)
+            };
             ctx.slot = Some(slot);
         }
         let chain: *mut Chain = ctx.chain.as_mut().expect("set at first run");
@@ -875,6 +918,7 @@ impl Worker {
         // channel's lock held for good): abort instead.
         let abort = AbortOnUnwind;
         self.switch_out_inner(why);
+        self.answer_probes();
         core::mem::forget(abort);
     }
 

@@ -1,0 +1,309 @@
+//! `growstack::dump`: every parked task named with what it waits for and a
+//! backtrace from its own stack, and the tasks undisturbed afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use growstack::task::{ParkedOn, TaskDump, TaskState};
+use growstack::{Runtime, chan, task};
+
+/// Dumps until `pred` holds for the task `id` (it may still be on its way
+/// to park), and returns its entry.
+fn dumped(rt: &Runtime, id: u64, pred: impl Fn(&TaskDump) -> bool) -> TaskDump {
+    for _ in 0..500 {
+        if let Some(t) = growstack::dump()
+            .into_iter()
+            .find(|t| (t.runtime, t.id) == (rt.id(), id))
+            && pred(&t)
+        {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("task #{id} never reached the expected state");
+}
+
+fn parked_on(t: &TaskDump) -> Option<ParkedOn> {
+    match t.state {
+        TaskState::Parked { on, .. } => Some(on),
+        _ => None,
+    }
+}
+
+fn backtrace(t: &TaskDump) -> String {
+    t.backtrace
+        .as_ref()
+        .expect("a started task has a backtrace")
+        .to_string()
+}
+
+#[inline(never)]
+fn parked_in_recv(rx: chan::Receiver<u32>) -> u32 {
+    rx.recv().unwrap()
+}
+
+#[inline(never)]
+fn parked_in_send(tx: chan::Sender<String>) {
+    tx.send("hello".into()).unwrap();
+}
+
+#[inline(never)]
+fn parked_in_lock(m: Arc<growstack::sync::Mutex<u8>>) -> u8 {
+    *m.lock().unwrap()
+}
+
+#[inline(never)]
+fn parked_in_sleep() {
+    growstack::sleep(Duration::from_secs(30));
+}
+
+#[inline(never)]
+fn parked_in_select(a: chan::Receiver<u8>, b: chan::Receiver<u8>) -> u8 {
+    chan::select! {
+        recv(a) -> m => m.unwrap(),
+        recv(b) -> m => m.unwrap(),
+    }
+}
+
+#[test]
+fn every_parked_task_is_named_with_its_wait_and_backtrace() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let (to_recv, rx) = chan::bounded::<u32>(0);
+    let receiver = task::Builder::new()
+        .name("receiver")
+        .spawn_on(&rt, move || parked_in_recv(rx));
+    let (tx, from_send) = chan::bounded::<String>(0);
+    let sender = rt.spawn(move || parked_in_send(tx));
+    let m = Arc::new(growstack::sync::Mutex::new(3));
+    let guard = m.lock().unwrap();
+    let locker = rt.spawn({
+        let m = Arc::clone(&m);
+        move || parked_in_lock(m)
+    });
+    let sleeper = rt.spawn(parked_in_sleep);
+    let (a_tx, a) = chan::bounded::<u8>(0);
+    let (_b_tx, b) = chan::bounded::<u8>(0);
+    let selector = rt.spawn(move || parked_in_select(a, b));
+    let joined_id = receiver.id();
+    let (joiner_tx, joiner_rx) = chan::bounded(1);
+    let joiner = rt.spawn(move || {
+        let receiver: growstack::JoinHandle<u32> = joiner_rx.recv().unwrap();
+        receiver.join().unwrap()
+    });
+    joiner_tx.send(receiver).unwrap();
+
+    let t = dumped(&rt, joined_id, |t| parked_on(t).is_some());
+    assert!(
+        matches!(parked_on(&t), Some(ParkedOn::Recv { elem: "u32", .. })),
+        "{:?}",
+        t.state
+    );
+    assert_eq!(t.name.as_deref(), Some("receiver"));
+    assert!(t.spawned_at.file().ends_with("dump.rs"));
+    assert!(
+        backtrace(&t).contains("parked_in_recv"),
+        "{}",
+        backtrace(&t)
+    );
+
+    let t = dumped(&rt, sender.id(), |t| parked_on(t).is_some());
+    assert!(matches!(
+        parked_on(&t),
+        Some(ParkedOn::Send {
+            elem: "alloc::string::String",
+            ..
+        })
+    ));
+    assert!(backtrace(&t).contains("parked_in_send"));
+
+    let t = dumped(&rt, locker.id(), |t| parked_on(t).is_some());
+    let addr = Arc::as_ptr(&m) as usize;
+    assert!(
+        matches!(parked_on(&t), Some(ParkedOn::Lock { kind: "Mutex", addr: a }) if a >= addr && a < addr + 64),
+        "{:?}",
+        t.state
+    );
+    assert!(backtrace(&t).contains("parked_in_lock"));
+
+    let t = dumped(&rt, sleeper.id(), |t| parked_on(t).is_some());
+    let TaskState::Parked {
+        on: ParkedOn::Sleep,
+        until: Some(until),
+    } = t.state
+    else {
+        panic!("{:?}", t.state)
+    };
+    assert!(until > std::time::Instant::now() + Duration::from_secs(20));
+    assert!(backtrace(&t).contains("parked_in_sleep"));
+
+    let t = dumped(&rt, selector.id(), |t| parked_on(t).is_some());
+    assert_eq!(parked_on(&t), Some(ParkedOn::Select { arms: 2 }));
+    assert!(backtrace(&t).contains("parked_in_select"));
+
+    let t = dumped(&rt, joiner.id(), |t| {
+        matches!(parked_on(t), Some(ParkedOn::Join { .. }))
+    });
+    assert_eq!(parked_on(&t), Some(ParkedOn::Join { task: joined_id }));
+
+    let report = growstack::dump_report();
+    assert!(report.contains("chan receive (u32"), "{report}");
+    assert!(report.contains("join of task #"), "{report}");
+    assert!(report.contains("'receiver'"), "{report}");
+
+    // Nobody noticed: each completes with the right value.
+    to_recv.send(41).unwrap();
+    assert_eq!(joiner.join().unwrap(), 41);
+    assert_eq!(from_send.recv().unwrap(), "hello");
+    sender.join().unwrap();
+    drop(guard);
+    assert_eq!(locker.join().unwrap(), 3);
+    a_tx.send(9).unwrap();
+    assert_eq!(selector.join().unwrap(), 9);
+    drop(sleeper); // detached: still asleep
+}
+
+#[test]
+fn dumping_from_a_task_reports_it_running_and_its_neighbours() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = chan::bounded::<()>(0);
+    let neighbour = rt.spawn(move || rx.recv().unwrap());
+    let (id, rt_id) = (neighbour.id(), rt.id());
+    let (me, seen) = rt.block_on(move || {
+        growstack::yield_now();
+        let dump = growstack::dump();
+        let mine = |t: &&TaskDump| t.runtime == rt_id;
+        let me = dump
+            .iter()
+            .filter(mine)
+            .find(|t| Some(t.id) == task::current_id())
+            .map(|t| t.state);
+        let seen = dump.iter().filter(mine).find(|t| t.id == id).map(parked_on);
+        (me, seen)
+    });
+    assert_eq!(me, Some(TaskState::Running));
+    assert!(
+        matches!(seen, Some(Some(ParkedOn::Recv { .. }))),
+        "{seen:?}"
+    );
+    tx.send(()).unwrap();
+    neighbour.join().unwrap();
+}
+
+#[test]
+fn a_worker_held_by_one_task_is_reported_with_that_task_running() {
+    let rt = Runtime::builder()
+        .workers(1)
+        .stall_warning(None)
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hog = rt.spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            started_tx.send(()).unwrap();
+            // Never switches out until told.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    started_rx.recv().unwrap();
+    let later = rt.spawn(|| 5);
+    let dump = growstack::dump();
+    let find = |id| {
+        dump.iter()
+            .find(|t| (t.runtime, t.id) == (rt.id(), id))
+            .map(|t| t.state)
+    };
+    let (hog_state, later_state) = (find(hog.id()), find(later.id()));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(hog_state, Some(TaskState::Running));
+    assert_eq!(later_state, Some(TaskState::NotStarted));
+    hog.join().unwrap();
+    assert_eq!(later.join().unwrap(), 5);
+}
+
+mod common;
+
+#[test]
+fn sigquit_prints_the_dump_and_the_process_goes_on() {
+    let name = "sigquit_prints_the_dump_and_the_process_goes_on";
+    let Some(out) = common::child(name, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .dump_on_sigquit(true)
+            .build()
+            .unwrap();
+        let (tx, rx) = chan::bounded::<u32>(0);
+        let h = rt.spawn(move || parked_in_recv(rx));
+        dumped(&rt, h.id(), |t| parked_on(t).is_some());
+        // SAFETY: raising a signal we handle.
+        unsafe { libc::raise(libc::SIGQUIT) };
+        // The dump is printed by a thread of the runtime's; give it time.
+        std::thread::sleep(Duration::from_secs(2));
+        tx.send(3).unwrap();
+        assert_eq!(h.join().unwrap(), 3);
+        std::process::exit(0);
+    }) else {
+        return;
+    };
+    common::assert_exited_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("growstack: SIGQUIT"), "{err}");
+    assert!(err.contains("chan receive (u32"), "{err}");
+    assert!(err.contains("parked_in_recv"), "{err}");
+}
+
+#[inline(never)]
+fn lock_both(
+    first: &growstack::sync::Mutex<()>,
+    second: &growstack::sync::Mutex<()>,
+    go: &growstack::sync::Barrier,
+) {
+    let _a = first.lock().unwrap();
+    go.wait();
+    let _b = second.lock().unwrap();
+}
+
+#[test]
+fn a_deadlock_is_reported_once_and_a_sleep_is_not() {
+    let name = "a_deadlock_is_reported_once_and_a_sleep_is_not";
+    let Some(out) = common::child(name, || {
+        let every = Duration::from_millis(100);
+        let stuck = Runtime::builder()
+            .workers(2)
+            .stall_report(every)
+            .build()
+            .unwrap();
+        let sleepy = Runtime::builder()
+            .workers(1)
+            .stall_report(every)
+            .build()
+            .unwrap();
+        let m = Arc::new((
+            growstack::sync::Mutex::new(()),
+            growstack::sync::Mutex::new(()),
+            growstack::sync::Barrier::new(2),
+        ));
+        let m2 = Arc::clone(&m);
+        stuck.spawn(move || lock_both(&m.0, &m.1, &m.2));
+        stuck.spawn(move || lock_both(&m2.1, &m2.0, &m2.2));
+        sleepy.spawn(|| growstack::sleep(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_secs(2));
+        std::process::exit(0);
+    }) else {
+        return;
+    };
+    common::assert_exited_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("growstack: runtime 1 has resumed no task")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("growstack: runtime 2 has resumed"), "{err}");
+    assert!(err.contains("[Mutex (0x"), "{err}");
+    assert!(err.contains("lock_both"), "{err}");
+}
