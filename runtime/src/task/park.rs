@@ -214,6 +214,7 @@ pub(crate) fn park_until(deadline: Instant, on: &ParkedOn) {
 /// while the caller is parked. Until the caller runs again, whatever wakes
 /// it acquires that lock first, or runs on the caller's worker thread
 /// (a timer).
+#[inline]
 pub(crate) unsafe fn park_releasing(lock: &AtomicBool, deadline: Option<Instant>, on: &ParkedOn) {
     // SAFETY: forwarded to our caller's contract.
     if unsafe { worker::park_task_releasing(lock, deadline, on) } {

@@ -338,6 +338,7 @@ pub(crate) fn park_task_until(deadline: Instant, on: &ParkedOn) -> bool {
 /// `lock` is a held lock flag (`true`) whose holder gives it up to this
 /// call, and every wake of the running task, until it runs again, either
 /// takes that lock first or runs on this worker's thread.
+#[inline]
 pub(crate) unsafe fn park_task_releasing(
     lock: &AtomicBool,
     deadline: Option<Instant>,
