@@ -71,7 +71,12 @@
 //!   [`task_local!`]. The calls a task makes most, [`spawn`],
 //!   [`spawn_blocking`], [`sleep`], [`yield_now`] and [`current_id`], are
 //!   also at the root: the same functions, not copies.
-//! - [`chan`]: channels that park a task and block a plain thread.
+//! - [`chan`]: channels that park a task and block a plain thread, and
+//!   [`chan::select!`] over several of them.
+//! - [`sync`]: `Mutex`, `RwLock`, `Condvar`, `Barrier`, `OnceLock`,
+//!   `WaitGroup` and `Semaphore`, whose waits park a task.
+//! - [`dump`] and [`dump_report`]: every task of every runtime, where it
+//!   is parked and its backtrace, like Go's goroutine dump.
 //! - [`net`]: `std::net` for tasks: [`net::TcpListener`],
 //!   [`net::TcpStream`] and [`net::UdpSocket`], whose calls park a task
 //!   on its socket (an epoll netpoller in the workers) and block a plain
