@@ -94,6 +94,56 @@ fn each_of_two_ready_arms_is_chosen_fairly() {
 }
 
 #[test]
+fn ready_arms_are_chosen_fairly_whatever_their_place_among_others() {
+    // Arms 0 and 2 ready, 1 never: each ready one must win about half.
+    let (tx0, rx0) = chan::unbounded::<()>();
+    let (_tx1, rx1) = chan::unbounded::<()>();
+    let (tx2, rx2) = chan::unbounded::<()>();
+    let mut wins = [0u32; 3];
+    for _ in 0..10_000 {
+        tx0.send(()).unwrap();
+        tx2.send(()).unwrap();
+        let i = select! {
+            recv(rx0) -> _ => 0,
+            recv(rx1) -> _ => 1,
+            recv(rx2) -> _ => 2,
+        };
+        wins[i] += 1;
+        let _ = rx0.try_recv();
+        let _ = rx2.try_recv();
+    }
+    assert_eq!(wins[1], 0);
+    assert!(
+        (4000..=6000).contains(&wins[0]),
+        "wins per arm of 10000: {wins:?}"
+    );
+}
+
+#[test]
+fn an_arm_given_to_a_second_select_is_refused() {
+    use growstack::chan::{Mode, RecvArm};
+    let (tx, rx) = chan::unbounded::<u8>();
+    tx.send(1).unwrap();
+    let arm = RecvArm::new(&rx);
+    assert_eq!(chan::select(&[&arm], Mode::Never), Some(0));
+    assert_eq!(arm.take_result(), Some(Ok(1)));
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        chan::select(&[&arm], Mode::Never)
+    }));
+    let payload = again.expect_err("a reused arm must be refused");
+    let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(message.contains("used twice"), "{message}");
+    // Twice in one list is refused before anything is tried.
+    tx.send(2).unwrap();
+    let fresh = RecvArm::new(&rx);
+    let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        chan::select(&[&fresh, &fresh], Mode::Never)
+    }));
+    assert!(twice.is_err());
+    assert_eq!(rx.try_recv(), Ok(2), "the message stays in the channel");
+}
+
+#[test]
 fn a_parked_select_is_woken_by_any_of_its_channels() {
     let rt = runtime();
     for which in 0..3 {

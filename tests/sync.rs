@@ -360,6 +360,49 @@ fn semaphore_bounds_concurrency_and_serves_in_order() {
     assert_eq!(sem.available_permits(), 3);
 }
 
+/// Runs `f` on a thread and fails the test if it has not returned after
+/// `secs` seconds (a liveness bound, far above its usual run time).
+fn finishes(secs: u64, what: &str, f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    if finished.recv_timeout(Duration::from_secs(secs)).is_err() {
+        panic!("{what}: still blocked after {secs} s");
+    }
+    t.join().unwrap();
+}
+
+#[test]
+fn a_permit_added_while_an_acquirer_queues_is_never_lost() {
+    // The adder gives permit i only once the acquirer is on acquisition
+    // i, so it often lands while the acquirer is between its failed try
+    // and its queueing: the acquirer must see it, not wait for the next.
+    const ROUNDS: usize = 100_000;
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let sem = Arc::new(Semaphore::new(0));
+    let on = Arc::new(AtomicUsize::new(0));
+    let (s, o) = (Arc::clone(&sem), Arc::clone(&on));
+    let acquirer = rt.spawn(move || {
+        for i in 1..=ROUNDS {
+            o.store(i, Ordering::SeqCst);
+            s.acquire().forget();
+        }
+    });
+    let (s, o) = (Arc::clone(&sem), Arc::clone(&on));
+    finishes(60, "an acquirer with its permit free", move || {
+        for i in 1..=ROUNDS {
+            while o.load(Ordering::SeqCst) < i {
+                std::hint::spin_loop();
+            }
+            s.add_permits(1);
+        }
+        acquirer.join().unwrap();
+    });
+    assert_eq!(sem.available_permits(), 0);
+}
+
 #[test]
 fn wait_group_waits_for_every_piece() {
     let rt = runtime();

@@ -68,6 +68,9 @@ mod sealed {
     use super::Ready;
 
     pub trait ArmOps {
+        /// Marks the arm used; false if it was already (by an earlier
+        /// select, or earlier in this one's list).
+        fn claim(&self) -> bool;
         /// Tries the operation now, locking its channel; true if it is done
         /// (its outcome, success or disconnect, is kept for the macro).
         fn try_now(&self) -> bool;
@@ -131,14 +134,20 @@ pub trait Arm: sealed::ArmOps {}
 /// `mode` allowed no (more) waiting. Not a stable API: for
 /// [`select!`](crate::select).
 #[doc(hidden)]
+///
+/// # Panics
+///
+/// If an arm was given to a select before, or appears twice in `arms`: an
+/// arm's waiter is registered once and keeps the select's token.
 pub fn select(arms: &[&dyn Arm], mode: Mode) -> Option<usize> {
-    let n = arms.len();
-    let start = random_below(n);
-    for k in 0..n {
-        let i = (start + k) % n;
-        if arms[i].try_now() {
-            return Some(i);
-        }
+    for arm in arms {
+        assert!(
+            arm.claim(),
+            "growstack: a select arm was used twice (arms are made by select! for one select)"
+        );
+    }
+    if let Some(i) = in_random_order(arms.len(), |i| arms[i].try_now()) {
+        return Some(i);
     }
     let deadline = match mode {
         Mode::Never => return None,
@@ -170,18 +179,18 @@ fn wait(arms: &[&dyn Arm], deadline: Option<Instant>) -> Option<usize> {
     };
 
     lock_all();
-    let n = arms.len();
-    let start = random_below(n);
-    for k in 0..n {
-        let i = (start + k) % n;
+    let mut ready = None;
+    let done = in_random_order(arms.len(), |i| {
         // SAFETY: every channel is locked by us.
-        if let Some(Ready(completion)) = unsafe { arms[i].try_locked() } {
-            unlock_all();
-            if let Some(completion) = completion {
-                completion.finish();
-            }
-            return Some(i);
+        ready = unsafe { arms[i].try_locked() };
+        ready.is_some()
+    });
+    if let Some(i) = done {
+        unlock_all();
+        if let Some(Ready(Some(completion))) = ready {
+            completion.finish();
         }
+        return Some(i);
     }
     let token = AtomicUsize::new(WAITING);
     for (i, arm) in arms.iter().enumerate() {
@@ -217,6 +226,38 @@ fn wait(arms: &[&dyn Arm], deadline: Option<Instant>) -> Option<usize> {
         unsafe { arms[i].take_won() };
     }
     won
+}
+
+/// Calls `try_arm` on the indices below `n` in a uniformly random order
+/// until it returns true, and returns that index: among the arms ready at
+/// once, each is then picked as often. (Trying from a random start in
+/// index order would not do: with three arms of which the first two are
+/// ready, the first would win two times in three.) The shuffle is lazy, so
+/// the usual select, whose first try succeeds, draws one number.
+fn in_random_order(n: usize, mut try_arm: impl FnMut(usize) -> bool) -> Option<usize> {
+    fn shuffle<I: Copy + Into<usize>>(
+        order: &mut [I],
+        try_arm: &mut impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        for k in 0..order.len() {
+            order.swap(k, k + random_below(order.len() - k));
+            let i = order[k].into();
+            if try_arm(i) {
+                return Some(i);
+            }
+        }
+        None
+    }
+    const INLINE: usize = 64;
+    if n <= INLINE {
+        let mut order = [0u8; INLINE];
+        for (i, slot) in order.iter_mut().enumerate() {
+            *slot = i as u8;
+        }
+        shuffle(&mut order[..n], &mut try_arm)
+    } else {
+        shuffle(&mut (0..n).collect::<Vec<usize>>(), &mut try_arm)
+    }
 }
 
 /// A number below `n` (0 if `n` is 0), from a per-thread xorshift.
@@ -260,6 +301,8 @@ pub struct RecvArm<'a, T> {
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
     waiter: OnceCell<Waiter<T>>,
     result: Cell<Option<Result<T, RecvError>>>,
+    /// Given to a select (which it can be once).
+    used: Cell<bool>,
 }
 
 impl<'a, T> RecvArm<'a, T> {
@@ -269,6 +312,7 @@ impl<'a, T> RecvArm<'a, T> {
             guard: UnsafeCell::new(None),
             waiter: OnceCell::new(),
             result: Cell::new(None),
+            used: Cell::new(false),
         }
     }
 
@@ -293,6 +337,10 @@ impl<'a, T> RecvArm<'a, T> {
 impl<T> Arm for RecvArm<'_, T> {}
 
 impl<T> sealed::ArmOps for RecvArm<'_, T> {
+    fn claim(&self) -> bool {
+        !self.used.replace(true)
+    }
+
     fn try_now(&self) -> bool {
         let result = match self.rx.try_recv() {
             Ok(msg) => Ok(msg),
@@ -370,6 +418,8 @@ pub struct SendArm<'a, T> {
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
     waiter: OnceCell<Waiter<T>>,
     result: Cell<Option<Result<(), SendError<T>>>>,
+    /// Given to a select (which it can be once).
+    used: Cell<bool>,
 }
 
 impl<'a, T> SendArm<'a, T> {
@@ -380,6 +430,7 @@ impl<'a, T> SendArm<'a, T> {
             guard: UnsafeCell::new(None),
             waiter: OnceCell::new(),
             result: Cell::new(None),
+            used: Cell::new(false),
         }
     }
 
@@ -409,6 +460,10 @@ impl<'a, T> SendArm<'a, T> {
 impl<T> Arm for SendArm<'_, T> {}
 
 impl<T> sealed::ArmOps for SendArm<'_, T> {
+    fn claim(&self) -> bool {
+        !self.used.replace(true)
+    }
+
     fn try_now(&self) -> bool {
         let result = match self.tx.try_send(self.take_msg()) {
             Ok(()) => Ok(()),

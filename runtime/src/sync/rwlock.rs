@@ -207,29 +207,40 @@ impl<T: ?Sized> RwLock<T> {
     /// Waits in line until the lock is handed over for `want`.
     #[cold]
     fn wait_for(&self, want: Want) {
-        let mut waiters = loop {
-            let waiters = self.waiters.lock();
-            let got = match want {
-                Want::Read => self.try_read_fast(),
-                _ => self.try_write_fast(),
-            };
-            if got {
-                return;
-            }
-            let s = self.state.load(Ordering::Relaxed);
+        let waiters = self.waiters.lock();
+        // Decide from one load, and act by a CAS from the state that
+        // decided: take the lock if it is free for `want`, else queue
+        // (`QUEUED` changes only under the list's lock, which we hold).
+        // Queueing after a separate failed try parked a reader behind
+        // readers alone, where nothing would hand it the lock until they
+        // all left.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
             if s & QUEUED != 0 {
-                break waiters;
+                break;
             }
-            if s != 0
-                && self
-                    .state
-                    .compare_exchange(s, s | QUEUED, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
+            let free = match want {
+                Want::Read => s & WRITER == 0,
+                _ => s == 0,
+            };
+            let (next, ordering) = match (free, want) {
+                (true, Want::Read) => match s.checked_add(READER) {
+                    Some(next) => (next, Ordering::Acquire),
+                    None => panic!("growstack: too many readers of an RwLock"),
+                },
+                (true, _) => (WRITER, Ordering::Acquire),
+                (false, _) => (s | QUEUED, Ordering::Relaxed),
+            };
+            match self
+                .state
+                .compare_exchange(s, next, ordering, Ordering::Relaxed)
             {
-                break waiters;
+                Ok(_) if free => return,
+                Ok(_) => break,
+                Err(actual) => s = actual,
             }
-            // The lock came free, or the state moved: look again.
-        };
+        }
+        let mut waiters = waiters;
         let waiter = Waiter::new(Some(want));
         // SAFETY: `waiter` is new, and stays in this frame, touched only
         // through `is_done`, until it is done: every waiter is granted

@@ -148,24 +148,30 @@ impl Semaphore {
 
     #[cold]
     fn acquire_slow(&self, n: usize) {
-        let mut waiters = loop {
-            let waiters = self.waiters.lock();
-            // Under the list's lock, `QUEUED` changes only by us; permits
-            // may still be added or taken by the fast paths while it is
-            // clear.
-            if self.try_take(n) {
-                return;
-            }
-            let s = self.state.load(Ordering::Relaxed);
-            if s & QUEUED != 0
-                || self
-                    .state
-                    .compare_exchange(s, s | QUEUED, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
+        let waiters = self.waiters.lock();
+        // Under the list's lock, `QUEUED` changes only by us; permits may
+        // still be added or taken by the fast paths while it is clear. So
+        // decide from one load: take the permits, or queue, each by a CAS
+        // from the very state that decided it. (Queueing after a separate
+        // look for permits lost a wake-up: a permit added in between was
+        // left free with this waiter parked.)
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            let (next, took) = match s {
+                s if s & QUEUED != 0 => break,
+                s if s / ONE >= n => (s - n * ONE, true),
+                s => (s | QUEUED, false),
+            };
+            match self
+                .state
+                .compare_exchange(s, next, Ordering::Acquire, Ordering::Relaxed)
             {
-                break waiters;
+                Ok(_) if took => return,
+                Ok(_) => break,
+                Err(actual) => s = actual,
             }
-        };
+        }
+        let mut waiters = waiters;
         let waiter = Waiter::new(Some(n));
         // SAFETY: `waiter` is new, and stays in this frame, touched only
         // through `is_done`, until it is done: these waiters are never
