@@ -403,6 +403,64 @@ fn a_permit_added_while_an_acquirer_queues_is_never_lost() {
     assert_eq!(sem.available_permits(), 0);
 }
 
+/// Spawns `f` on a new one-worker runtime, waits until the task is
+/// parked on what `parked_on` accepts, and drops the runtime: the task
+/// never runs again.
+fn leave_parked(
+    f: impl FnOnce() + Send + 'static,
+    parked_on: impl Fn(&growstack::task::ParkedOn) -> bool,
+) {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let h = rt.spawn(f);
+    while !growstack::dump().iter().any(|t| {
+        matches!(&t.state, growstack::task::TaskState::Parked { on, .. } if parked_on(on))
+    }) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(rt);
+    assert!(h.join().unwrap_err().is::<growstack::task::Cancelled>());
+}
+
+#[test]
+fn locks_and_channels_hand_nothing_to_tasks_of_a_dropped_runtime() {
+    use growstack::task::ParkedOn;
+    let lock = |on: &ParkedOn| matches!(on, ParkedOn::Lock { .. });
+
+    // Each lock is held here while a task queues for it, then the task's
+    // runtime goes, then the lock is let go: later callers must get it.
+    let mutex = Arc::new(Mutex::new(0));
+    let held = mutex.lock().unwrap();
+    let m = Arc::clone(&mutex);
+    leave_parked(move || *m.lock().unwrap() += 1, lock);
+    drop(held);
+    finishes(30, "Mutex::lock", move || *mutex.lock().unwrap() += 1);
+
+    let rwlock = Arc::new(RwLock::new(0));
+    let held = rwlock.read().unwrap();
+    let l = Arc::clone(&rwlock);
+    leave_parked(move || *l.write().unwrap() += 1, lock);
+    drop(held);
+    finishes(30, "RwLock::write", move || *rwlock.write().unwrap() += 1);
+
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.acquire();
+    let s = Arc::clone(&sem);
+    leave_parked(move || drop(s.acquire()), lock);
+    drop(held);
+    assert_eq!(sem.available_permits(), 1);
+
+    // A message sent while the only waiting receiver is such a task stays
+    // in the channel for the receivers left.
+    let (tx, rx) = chan::unbounded::<u32>();
+    let parked_rx = rx.clone();
+    leave_parked(
+        move || drop(parked_rx.recv()),
+        |on| matches!(on, ParkedOn::Recv { .. }),
+    );
+    tx.send(7).unwrap();
+    assert_eq!(rx.try_recv(), Ok(7));
+}
+
 #[test]
 fn wait_group_waits_for_every_piece() {
     let rt = runtime();

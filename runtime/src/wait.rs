@@ -240,22 +240,52 @@ impl<T> WaitList<T> {
         self.head = Some(w);
     }
 
-    /// Whether no waiter is registered.
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether no waiter is registered (that could still run).
+    pub(crate) fn is_empty(&mut self) -> bool {
+        self.drop_gone_heads();
         self.head.is_none()
     }
 
     /// The message (a lock's request) of the oldest waiter. Not for lists
     /// that select waiters join: the oldest may be one whose select is over.
-    pub(crate) fn first_msg(&self) -> Option<&T> {
+    pub(crate) fn first_msg(&mut self) -> Option<&T> {
+        self.drop_gone_heads();
         // SAFETY: the head is registered: alive, in place, and its message
         // is touched by others only under the lock the caller holds.
         self.head
             .and_then(|w| unsafe { (*w.as_ref().msg.get()).as_ref() })
     }
 
+    /// Unlinks the oldest waiters while they belong to tasks that will
+    /// never run again (their runtime stopped with them parked): nothing is
+    /// handed to them. A lock granted to such a task, or a message given to
+    /// it, would be lost with it, and every later caller would wait forever.
+    /// Their frames stay in place (a stopped runtime leaks the stacks of
+    /// its parked tasks), unlinked, never completed.
+    #[inline]
+    fn drop_gone_heads(&mut self) {
+        if crate::task::runtime::any_stopped() {
+            self.drop_gone_heads_slow();
+        }
+    }
+
+    #[cold]
+    fn drop_gone_heads_slow(&mut self) {
+        while let Some(w) = self.head {
+            // SAFETY: the head is registered: alive and in place, and its
+            // waker is touched by others only under the lock we hold.
+            let gone = unsafe { (*w.as_ref().waker.get()).as_ref() }.is_some_and(Waker::never_runs);
+            if !gone {
+                return;
+            }
+            // SAFETY: the head is registered in this list.
+            unsafe { self.unlink(w) };
+        }
+    }
+
     /// Removes the oldest waiter.
     fn pop(&mut self) -> Option<NonNull<Waiter<T>>> {
+        self.drop_gone_heads();
         let w = self.head?;
         // SAFETY: the head is registered in this list.
         unsafe { self.unlink(w) };

@@ -198,11 +198,14 @@ impl RawMutex {
             Ticket::Retry
         };
         let woken = waiters.give(ticket).ok();
-        let next = match (waiters.is_empty(), handoff) {
-            (true, true) => LOCKED,
-            (true, false) => 0,
-            (false, true) => LOCKED | PARKED | STARVING,
-            (false, false) => PARKED,
+        let next = match (woken.is_some(), waiters.is_empty(), handoff) {
+            // Nobody to wake: the waiters left were tasks of a stopped
+            // runtime (`WaitList::is_empty` dropped them).
+            (false, ..) => 0,
+            (true, true, true) => LOCKED,
+            (true, true, false) => 0,
+            (true, false, true) => LOCKED | PARKED | STARVING,
+            (true, false, false) => PARKED,
         };
         self.state.store(next, Ordering::Release);
         let later = match woken {

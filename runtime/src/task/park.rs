@@ -55,6 +55,21 @@ impl Waker {
         }
     }
 
+    /// Whether the owner is a task that will never run again: its runtime
+    /// stopped (every worker left its loop) with the task not finished.
+    ///
+    /// The owner must still be blocked in the operation that registered
+    /// this waker (so a task's cell is alive: a stopped runtime leaks the
+    /// cells of the tasks it leaves parked).
+    pub(crate) fn never_runs(&self) -> bool {
+        match self {
+            // SAFETY: alive, by the rule above (every caller reads a
+            // registered waiter's waker under its list's lock).
+            Waker::Task(task) => unsafe { task.as_ref() }.runtime_stopped(),
+            Waker::Thread(_) => false,
+        }
+    }
+
     /// Wakes the owner: a parked task is made runnable (the returned
     /// [`Wakeup`] queues it), a running one's next park returns at once.
     ///

@@ -488,6 +488,7 @@ impl Shared {
             let mut joins = lock(&self.joins);
             joins.stopped = true;
             self.stopped.store(true, Ordering::Release);
+            ANY_STOPPED.store(true, Ordering::Release);
             core::mem::take(&mut joins.waiting)
         };
         for task in &waiting {
@@ -581,6 +582,18 @@ impl Shared {
             },
         );
     }
+}
+
+/// Set once any runtime of the process has stopped: until then no task
+/// can be left parked for good, and wait lists need not look for such
+/// tasks (`WaitList::drop_gone_heads`), a load of this flag being all that
+/// costs.
+static ANY_STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Whether any runtime has stopped (see `ANY_STOPPED`).
+#[inline]
+pub(crate) fn any_stopped() -> bool {
+    ANY_STOPPED.load(Ordering::Relaxed)
 }
 
 /// Completes a task of a stopped runtime that started and has not
