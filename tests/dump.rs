@@ -290,6 +290,17 @@ fn a_deadlock_is_reported_once_and_a_sleep_is_not() {
         stuck.spawn(move || lock_both(&m.0, &m.1, &m.2));
         stuck.spawn(move || lock_both(&m2.1, &m2.0, &m2.2));
         sleepy.spawn(|| growstack::sleep(Duration::from_secs(60)));
+        // A task joining a blocking job waits on a thread: no stall.
+        let joining = Runtime::builder()
+            .workers(1)
+            .stall_report(every)
+            .build()
+            .unwrap();
+        joining.spawn(|| {
+            growstack::spawn_blocking(|| std::thread::sleep(Duration::from_secs(60)))
+                .join()
+                .unwrap()
+        });
         std::thread::sleep(Duration::from_secs(2));
         std::process::exit(0);
     }) else {
@@ -304,6 +315,150 @@ fn a_deadlock_is_reported_once_and_a_sleep_is_not() {
         "{err}"
     );
     assert!(!err.contains("growstack: runtime 2 has resumed"), "{err}");
+    assert!(!err.contains("growstack: runtime 3 has resumed"), "{err}");
     assert!(err.contains("[Mutex (0x"), "{err}");
     assert!(err.contains("lock_both"), "{err}");
+}
+
+/// Recurses without a check (so into the red zone below the stack's
+/// limit) until `margin` bytes are left above the stack's real end, and
+/// parks there.
+#[inline(never)]
+fn park_in_the_red_zone(end: usize, margin: usize, rx: &chan::Receiver<u32>) -> u32 {
+    let pad = std::hint::black_box([0u8; 512]);
+    let here = &raw const pad as usize;
+    let got = if here - end < margin {
+        rx.recv().unwrap()
+    } else {
+        park_in_the_red_zone(end, margin, rx)
+    };
+    std::hint::black_box(&pad);
+    got
+}
+
+#[test]
+fn a_task_parked_deep_in_its_red_zone_is_dumped_with_its_backtrace() {
+    // The capture needs more stack than is left there: it runs on a
+    // segment (in place it overflowed the stack and aborted).
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = chan::bounded::<u32>(0);
+    let h = rt.spawn(move || {
+        let here = 0u8;
+        let sp = std::hint::black_box(&here) as *const u8 as usize;
+        let limit = sp - growstack::remaining_stack();
+        // The red zone below the limit is 64 KiB: park 4 KiB above the end.
+        park_in_the_red_zone(limit - (64 << 10), 4 << 10, &rx)
+    });
+    let t = dumped(&rt, h.id(), |t| parked_on(t).is_some());
+    assert!(
+        backtrace(&t).contains("park_in_the_red_zone"),
+        "{}",
+        backtrace(&t)
+    );
+    tx.send(5).unwrap();
+    assert_eq!(h.join().unwrap(), 5);
+}
+
+#[test]
+fn the_caller_is_told_apart_from_a_task_of_another_runtime_with_its_id() {
+    let first = Runtime::new().unwrap();
+    let second = Runtime::new().unwrap();
+    let (tx, rx) = chan::bounded::<u32>(0);
+    let parked = second.spawn(move || rx.recv().unwrap());
+    let target = parked.id();
+    dumped(&second, target, |t| parked_on(t).is_some());
+    // Task ids count per runtime: dump from the task of `first` that has
+    // the parked task's id.
+    let tasks = loop {
+        let h = first.spawn(move || (task::current_id() == Some(target)).then(growstack::dump));
+        assert!(h.id() <= target, "ids of `first` passed {target}");
+        if let Some(tasks) = h.join().unwrap() {
+            break tasks;
+        }
+    };
+    let state = |rt: &Runtime| {
+        tasks
+            .iter()
+            .find(|t| (t.runtime, t.id) == (rt.id(), target))
+            .map(|t| t.state)
+    };
+    assert_eq!(state(&first), Some(TaskState::Running));
+    assert!(
+        matches!(
+            state(&second),
+            Some(TaskState::Parked {
+                on: ParkedOn::Recv { .. },
+                ..
+            })
+        ),
+        "{:?}",
+        state(&second)
+    );
+    tx.send(1).unwrap();
+    assert_eq!(parked.join().unwrap(), 1);
+}
+
+#[test]
+fn tasks_moving_between_workers_during_a_dump_are_each_listed_once() {
+    // A task spawns children, which its worker shares and the other
+    // worker steals, while dumps are taken: every child spawned before a
+    // dump must be in it, once.
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let (tx, rx) = chan::unbounded::<()>();
+    let spawned = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ids = Arc::clone(&spawned);
+    let spawner = rt.spawn(move || {
+        for i in 0..20_000u32 {
+            let rx = rx.clone();
+            let child = growstack::spawn(move || {
+                let _ = rx.recv();
+            });
+            ids.lock().unwrap().push(child.id());
+            if i % 64 == 0 {
+                growstack::sleep(Duration::from_micros(50));
+            }
+        }
+    });
+    for _ in 0..30 {
+        let before: Vec<u64> = spawned.lock().unwrap().clone();
+        let mut seen = std::collections::HashMap::new();
+        for t in growstack::dump().iter().filter(|t| t.runtime == rt.id()) {
+            *seen.entry(t.id).or_insert(0) += 1;
+        }
+        assert!(seen.values().all(|&n| n == 1), "a task listed twice");
+        let missing = before.iter().filter(|id| !seen.contains_key(id)).count();
+        assert_eq!(missing, 0, "children spawned before the dump left out");
+    }
+    spawner.join().unwrap();
+    drop(tx);
+}
+
+#[test]
+fn a_stall_report_is_printed_while_a_stuck_task_holds_the_stderr_lock() {
+    let name = "a_stall_report_is_printed_while_a_stuck_task_holds_the_stderr_lock";
+    let Some(out) = common::child(name, || {
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(30));
+            std::process::exit(3); // the report or the drop hung
+        });
+        let rt = Runtime::builder()
+            .workers(1)
+            .stall_report(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let (_tx, rx) = chan::bounded::<u32>(0);
+        rt.spawn(move || {
+            let _held = std::io::stderr().lock();
+            rx.recv().unwrap() // never sent: a deadlock
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        drop(rt);
+        std::process::exit(0);
+    }) else {
+        return;
+    };
+    common::assert_exited_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has resumed no task"), "{err}");
+    assert!(err.contains("[chan receive (u32, 0x"), "{err}");
 }

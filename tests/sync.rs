@@ -412,9 +412,10 @@ fn leave_parked(
 ) {
     let rt = Runtime::builder().workers(1).build().unwrap();
     let h = rt.spawn(f);
-    while !growstack::dump().iter().any(|t| {
-        matches!(&t.state, growstack::task::TaskState::Parked { on, .. } if parked_on(on))
-    }) {
+    while !growstack::dump()
+        .iter()
+        .any(|t| matches!(&t.state, growstack::task::TaskState::Parked { on, .. } if parked_on(on)))
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     drop(rt);
@@ -454,7 +455,9 @@ fn locks_and_channels_hand_nothing_to_tasks_of_a_dropped_runtime() {
     let (tx, rx) = chan::unbounded::<u32>();
     let parked_rx = rx.clone();
     leave_parked(
-        move || drop(parked_rx.recv()),
+        move || {
+            let _ = parked_rx.recv();
+        },
         |on| matches!(on, ParkedOn::Recv { .. }),
     );
     tx.send(7).unwrap();

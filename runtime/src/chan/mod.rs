@@ -317,6 +317,11 @@ impl<T> Sender<T> {
         }
     }
 
+    /// Whether every receiver is gone (for the runtime's own channels).
+    pub(crate) fn is_disconnected(&self) -> bool {
+        self.chan.lock().receivers == 0
+    }
+
     /// Sends a message if that needs no waiting.
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         let mut inner = self.chan.lock();

@@ -27,7 +27,13 @@ const KEEP_IDLE: Duration = Duration::from_secs(10);
 const THREAD_STACK: usize = 2 << 20;
 
 /// Ids of blocking jobs: their own range, apart from tasks' ids.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 63);
+static NEXT_ID: AtomicU64 = AtomicU64::new(FIRST_ID);
+const FIRST_ID: u64 = 1 << 63;
+
+/// Whether `id` is a blocking job's (a task's join may wait on one).
+pub(crate) fn is_job(id: u64) -> bool {
+    id >= FIRST_ID
+}
 
 struct Pool {
     queue: VecDeque<TaskRef>,

@@ -16,6 +16,7 @@ use core::fmt::{self, Write as _};
 use core::panic::Location;
 use std::backtrace::Backtrace;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::parked::ParkedOn;
@@ -78,13 +79,18 @@ pub enum TaskState {
 
 /// A `dump` call's request to one worker.
 pub(crate) struct DumpRequest {
-    /// The calling task's id, reported running.
-    pub(crate) caller: Option<u64>,
+    /// The calling task's runtime and id, reported running.
+    pub(crate) caller: Option<(u64, u64)>,
     pub(crate) runtime: u64,
     pub(crate) done: Sender<(u64, usize, Vec<TaskDump>)>,
 }
 
 impl DumpRequest {
+    /// Whether the caller stopped waiting for the answer.
+    pub(crate) fn abandoned(&self) -> bool {
+        self.done.is_disconnected()
+    }
+
     /// Sends a worker's answer.
     pub(crate) fn answer(self, worker: usize, tasks: Vec<TaskDump>) {
         let _ = self.done.send((self.runtime, worker, tasks));
@@ -116,8 +122,12 @@ impl DumpRequest {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn dump() -> Vec<TaskDump> {
-    let caller = super::current_id();
+    let caller = worker::current()
+        .zip(super::current_id())
+        .map(|(w, id)| (w.runtime_id(), id));
     let runtimes = runtime::live_runtimes();
+    // No steals until every worker answered (`Worker::steal`).
+    let _pause = runtimes.iter().map(StealPause::new).collect::<Vec<_>>();
     // On a worker's scheduler (a destructor it runs), that worker answers
     // here: it cannot wait for itself.
     let here = worker::current().filter(|_| worker::current_task().is_none());
@@ -181,8 +191,30 @@ pub fn dump() -> Vec<TaskDump> {
             });
         }
     }
-    out.sort_by_key(|t| (t.runtime, t.id));
+    // A task that never ran may be seen twice: in the injector, then by
+    // the worker that took it from there, or by two workers when one
+    // stole it just before answering. Keep its latest view.
+    out.sort_by_key(|t| (t.runtime, t.id, t.state == TaskState::NotStarted));
+    out.dedup_by_key(|t| (t.runtime, t.id));
     out
+}
+
+/// Holds off the steals of one runtime's workers while it lives.
+struct StealPause<'a>(&'a Shared);
+
+impl<'a> StealPause<'a> {
+    fn new(shared: &'a Arc<Shared>) -> StealPause<'a> {
+        // Release: a worker that takes our request (under its lock, after
+        // this) and then looks to steal sees it.
+        shared.dumping.fetch_add(1, Ordering::Release);
+        StealPause(shared)
+    }
+}
+
+impl Drop for StealPause<'_> {
+    fn drop(&mut self) {
+        self.0.dumping.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// [`dump`], formatted like Go's goroutine dump: one block per task, with
@@ -195,28 +227,23 @@ pub fn dump_report() -> String {
 /// Formats `tasks` (see [`dump_report`]).
 pub(crate) fn report(tasks: &[TaskDump]) -> String {
     // Group by everything but the id, name and stack figures.
+    // (The backtrace is formatted once: that resolves its symbols.)
     let mut groups: Vec<(String, Vec<&TaskDump>)> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for t in tasks {
-        let key = format!(
-            "{}|{}|{}",
-            Describe(&t.state),
-            t.spawned_at,
-            t.backtrace
-                .as_ref()
-                .map_or(String::new(), |b| b.to_string())
-        );
+        let backtrace = t.backtrace.as_ref().map_or(String::new(), backtrace_text);
+        let key = format!("{}|{}|{backtrace}", Describe(&t.state), t.spawned_at);
         match index.get(&key) {
             Some(&g) => groups[g].1.push(t),
             None => {
-                index.insert(key.clone(), groups.len());
-                groups.push((key, vec![t]));
+                index.insert(key, groups.len());
+                groups.push((backtrace, vec![t]));
             }
         }
     }
     let mut out = String::new();
     let _ = writeln!(out, "growstack: {} tasks", tasks.len());
-    for (_, group) in &groups {
+    for (backtrace, group) in &groups {
         let t = group[0];
         let _ = write!(out, "\ntask #{}", t.id);
         if let Some(name) = &t.name {
@@ -237,11 +264,59 @@ pub(crate) fn report(tasks: &[TaskDump]) -> String {
             t.segments,
             t.growths
         );
-        if let Some(bt) = &t.backtrace {
-            for line in bt.to_string().lines() {
-                let _ = writeln!(out, "  {line}");
-            }
+        for line in backtrace.lines() {
+            let _ = writeln!(out, "  {line}");
         }
+    }
+    out
+}
+
+/// Frames kept at each end of a longer backtrace in a report.
+const REPORT_FRAMES: (usize, usize) = (100, 20);
+
+/// A task's backtrace for a report: without the frames of the capture
+/// itself (the runtime's, above where the task parked or yielded), and
+/// with the middle of a deep one left out.
+fn backtrace_text(bt: &Backtrace) -> String {
+    let text = bt.to_string();
+    // Frames start with their number: `  12: symbol`, then `at` lines.
+    let mut frames: Vec<Vec<&str>> = Vec::new();
+    for line in text.lines() {
+        let numbered = line
+            .trim_start()
+            .split_once(':')
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        match frames.last_mut() {
+            Some(frame) if !numbered => frame.push(line),
+            _ => frames.push(vec![line]),
+        }
+    }
+    let capture = |frame: &Vec<&str>| {
+        [
+            "std::backtrace::",
+            "growstack_runtime::task::worker::",
+            "growstack_runtime::grow::",
+        ]
+        .iter()
+        .any(|p| frame[0].contains(p))
+    };
+    let skip = frames.iter().take_while(|f| capture(f)).count();
+    let frames = &frames[skip..];
+    let (head, tail) = REPORT_FRAMES;
+    let put = |out: &mut String, frames: &[Vec<&str>]| {
+        for line in frames.iter().flatten() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    };
+    let mut out = String::new();
+    if frames.len() > head + tail + 1 {
+        put(&mut out, &frames[..head]);
+        let left_out = frames.len() - head - tail;
+        let _ = writeln!(out, "      ... {left_out} frames left out ...");
+        put(&mut out, &frames[frames.len() - tail..]);
+    } else {
+        put(&mut out, frames);
     }
     out
 }
@@ -313,25 +388,38 @@ impl Progress {
 
 /// Prints the dump of runtime `id` if it is stalled: a task is running
 /// (holding its worker), ready or not started, or else no task waits on a
-/// timer or a socket, the only wakes that can come from outside its tasks
-/// (as far as the runtime can see: not from plain threads).
+/// timer, a socket or a blocking job, the only wakes that can come from
+/// outside its tasks (as far as the runtime can see: not from plain
+/// threads).
 pub(crate) fn report_stall(id: u64, after: Duration) {
     let tasks: Vec<TaskDump> = dump().into_iter().filter(|t| t.runtime == id).collect();
     let pending = tasks
         .iter()
         .any(|t| !matches!(t.state, TaskState::Parked { .. }));
     let wakeable = tasks.iter().any(|t| match t.state {
-        TaskState::Parked { on, until } => until.is_some() || matches!(on, ParkedOn::Io { .. }),
+        TaskState::Parked { on, until } => {
+            until.is_some()
+                || match on {
+                    ParkedOn::Io { .. } => true,
+                    // A blocking job runs on a thread of its own.
+                    ParkedOn::Join { task } => super::blocking::is_job(task),
+                    _ => false,
+                }
+        }
         _ => false,
     });
     if tasks.is_empty() || !pending && wakeable {
         return;
     }
-    eprintln!(
-        "growstack: runtime {id} has resumed no task for {:.1} s (Builder::stall_report); \
-         its tasks:\n{}",
-        after.as_secs_f64(),
-        report(&tasks)
+    // Not `eprintln!`: a stuck task may hold std's stderr lock.
+    runtime::write_stderr(
+        format!(
+            "growstack: runtime {id} has resumed no task for {:.1} s (Builder::stall_report); \
+             its tasks:\n{}\n",
+            after.as_secs_f64(),
+            report(&tasks)
+        )
+        .as_bytes(),
     );
 }
 

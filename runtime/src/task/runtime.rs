@@ -418,6 +418,8 @@ pub(crate) struct Shared {
     /// The runtime's number in the process ([`Runtime::id`]).
     pub(crate) id: u64,
     pub(crate) workers: Box<[Remote]>,
+    /// `dump` calls in progress: workers steal no task meanwhile (`dump`).
+    pub(crate) dumping: AtomicUsize,
     injector: Mutex<VecDeque<TaskRef>>,
     injected: AtomicUsize,
     sleepers: AtomicUsize,
@@ -1133,6 +1135,7 @@ impl Builder {
             workers: (0..workers)
                 .map(|_| Remote::new())
                 .collect::<io::Result<_>>()?,
+            dumping: AtomicUsize::new(0),
             injector: Mutex::new(VecDeque::new()),
             injected: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
@@ -1255,7 +1258,7 @@ fn name_tasks_in_panics() {
 /// stderr lock: another thread, or a task parked on another worker, may
 /// hold that lock for good, and std's own panic message does not take it
 /// either.
-fn write_stderr(mut bytes: &[u8]) {
+pub(crate) fn write_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: write(2) reads `bytes.len()` bytes from a live slice.
         let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
@@ -1356,13 +1359,17 @@ fn warn_stall(worker: usize, p: &Preempt, held: Duration) {
     let at = p.spawned_at.load(Ordering::Relaxed);
     // SAFETY: only ever set from a `&'static Location` (`will_resume`).
     let at = unsafe { at.as_ref() }.map_or_else(String::new, |l| format!(", spawned at {l}"));
-    eprintln!(
-        "growstack: task #{id}{at} has held worker {worker} for {:.1} s without switching out, \
-         while other tasks wait for that worker. It blocks its thread (a std lock or channel, \
-         std I/O, std::thread::sleep, or a long computation): run blocking calls with \
-         growstack::spawn_blocking, use growstack's channels and sleep, or call \
-         growstack::yield_now in long loops. (Builder::stall_warning turns this off.)",
-        held.as_secs_f64()
+    // Not `eprintln!`: the stuck task may hold std's stderr lock.
+    write_stderr(
+        format!(
+            "growstack: task #{id}{at} has held worker {worker} for {:.1} s without switching out, \
+             while other tasks wait for that worker. It blocks its thread (a std lock or channel, \
+             std I/O, std::thread::sleep, or a long computation): run blocking calls with \
+             growstack::spawn_blocking, use growstack's channels and sleep, or call \
+             growstack::yield_now in long loops. (Builder::stall_warning turns this off.)\n",
+            held.as_secs_f64()
+        )
+        .as_bytes(),
     );
 }
 

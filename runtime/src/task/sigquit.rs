@@ -60,14 +60,18 @@ extern "C" fn handler(_: libc::c_int) {
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// Prints a dump for every byte the handler writes.
+/// Prints a dump for every read of the bytes the handler writes: signals
+/// that come while a dump is taken are answered by one more dump, not one
+/// each.
 fn printer(read_end: libc::c_int) {
-    let mut byte = 0u8;
+    let mut bytes = [0u8; 256];
     loop {
-        // SAFETY: a descriptor we own; the buffer is one live byte.
-        let n = unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) };
-        if n == 1 {
-            eprintln!("growstack: SIGQUIT: {}", super::dump_report());
+        // SAFETY: a descriptor we own; the buffer is live and that long.
+        let n = unsafe { libc::read(read_end, bytes.as_mut_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            // Not `eprintln!`: a stuck task may hold std's stderr lock.
+            let report = format!("growstack: SIGQUIT: {}\n", super::dump_report());
+            super::runtime::write_stderr(report.as_bytes());
         } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return;
         }

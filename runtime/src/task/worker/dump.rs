@@ -5,12 +5,19 @@
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use std::backtrace::Backtrace;
+use std::panic::catch_unwind;
 
 use super::{AbortOnUnwind, Worker};
 use crate::arch;
+use crate::frame::FrameDesc;
+use crate::grow::{Entry, Site, run_with_room};
+use crate::guard;
 use crate::task::dump::{TaskDump, TaskState, unstarted};
 use crate::task::parked::Meta;
 use crate::task::raw::{Header, PARKED, TaskRef};
+
+/// Stack a backtrace capture needs (it measured 5-6 KiB), with margin.
+const CAPTURE_ROOM: usize = 32 << 10;
 
 /// What the scheduler asks of a task it resumes for a backtrace.
 pub(super) struct Probe {
@@ -24,7 +31,7 @@ impl Worker {
     /// Every task of this worker (the started ones, and its own that never
     /// ran); `caller`, the task that called `dump`, is reported running.
     /// Runs on the worker's scheduler: none of its tasks runs.
-    pub(crate) fn dump_tasks(&self, caller: Option<u64>, runtime: u64) -> Vec<TaskDump> {
+    pub(crate) fn dump_tasks(&self, caller: Option<(u64, u64)>, runtime: u64) -> Vec<TaskDump> {
         let started: Vec<NonNull<Header>> = self.tasks.borrow().clone();
         let mut out = Vec::with_capacity(started.len());
         for task in started {
@@ -45,13 +52,13 @@ impl Worker {
     unsafe fn dump_task(
         &self,
         task: NonNull<Header>,
-        caller: Option<u64>,
+        caller: Option<(u64, u64)>,
         runtime: u64,
     ) -> TaskDump {
         // SAFETY: by the contract.
         let (h, meta) = unsafe { (task.as_ref(), Meta::of(task)) };
         let on = meta.on.get();
-        let state = if Some(h.info.id) == caller {
+        let state = if Some((runtime, h.info.id)) == caller {
             TaskState::Running
         } else if h.state.load(Ordering::Acquire) == PARKED && !on.is_null() {
             TaskState::Parked {
@@ -127,14 +134,25 @@ impl Worker {
         let abort = AbortOnUnwind;
         let probe = self.probe.replace(core::ptr::null_mut());
         // The backtrace is captured here, on the task's stack, inside
-        // the runtime: the task's own code does not run. Unannotated code
-        // like this runs in the red zone every stack keeps below its limit
-        // (as a panic's would).
-        let backtrace = Backtrace::force_capture();
+        // the runtime: the task's own code does not run. Above the stack's
+        // limit the red zone below it is room enough; a task may have
+        // parked inside the red zone itself (unannotated code runs there),
+        // and then the capture runs on a segment.
+        let backtrace = if guard::has_room() {
+            Some(Backtrace::force_capture())
+        } else {
+            static DESC: FrameDesc =
+                FrameDesc::new("growstack::dump", module_path!(), file!(), line!(), 0);
+            // A segment beyond the task's `max_stack` is refused with a
+            // panic: no backtrace then. (Not `Entry::Body`, which could
+            // take a pending preemption: nothing may switch here.)
+            let room = Entry::Segment { room: CAPTURE_ROOM };
+            catch_unwind(|| run_with_room(Site::Desc(&DESC), room, Backtrace::force_capture)).ok()
+        };
         // SAFETY: the scheduler's probe lives in its frame until we suspend
         // back to it, below.
         let save = unsafe {
-            (*probe).backtrace = Some(backtrace);
+            (*probe).backtrace = backtrace;
             (*probe).save
         };
         // SAFETY: we run on the task's stack, resumed by `backtrace_of`

@@ -46,7 +46,9 @@ impl Worker {
     /// and tells them.
     fn answer_requests(&self) {
         let (shrinks, dumps) = self.remote().take_requests();
-        for request in dumps {
+        // A request whose caller gave up on us (it waited its while) is
+        // not worth resuming every task for.
+        for request in dumps.into_iter().filter(|r| !r.abandoned()) {
             let tasks = self.dump_tasks(request.caller, request.runtime);
             request.answer(self.index, tasks);
         }

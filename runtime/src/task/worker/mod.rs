@@ -660,8 +660,18 @@ impl Worker {
         self.shared.notify_idle();
     }
 
-    /// The oldest new task of another worker.
+    /// Its runtime's [`id`](crate::Runtime::id).
+    pub(crate) fn runtime_id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The oldest new task of another worker. None while a `dump` is taken:
+    /// a task moving from a worker that has not answered yet to one that
+    /// has would be missing from it.
     fn steal(&self) -> Option<TaskRef> {
+        if self.shared.dumping.load(Ordering::Acquire) != 0 {
+            return None;
+        }
         let n = self.shared.workers.len();
         (1..n).find_map(|k| self.shared.workers[(self.index + k) % n].steal_fresh())
     }
