@@ -105,6 +105,10 @@ impl DumpRequest {
 ///
 /// Taking the dump does not disturb the tasks: a parked task is resumed
 /// only inside the runtime, to capture its backtrace, and parks again.
+/// Workers steal no new task from each other meanwhile, so that each task
+/// is listed once. A backtrace holds every frame of the task: a task
+/// hundreds of thousands of frames deep takes a while to capture, and its
+/// backtrace as much memory.
 ///
 /// ```
 /// # use growstack_runtime as growstack;
@@ -219,7 +223,9 @@ impl Drop for StealPause<'_> {
 
 /// [`dump`], formatted like Go's goroutine dump: one block per task, with
 /// its backtrace, tasks with the same state, spawn site and backtrace
-/// grouped into one block with a count.
+/// grouped into one block with a count. A backtrace starts at the frame
+/// where the task parked or yielded, and keeps the first 100 and last 20
+/// frames of a deeper one.
 pub fn dump_report() -> String {
     report(&dump())
 }
