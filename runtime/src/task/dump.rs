@@ -101,7 +101,10 @@ impl DumpRequest {
 /// on), where it was spawned, its stack use and a backtrace captured on its
 /// own stack. Sorted by runtime and id. Parks the calling task (or blocks the thread)
 /// until every worker has answered, for up to a second each: the workers
-/// answer at their scheduler, between two tasks.
+/// answer at their scheduler, between two tasks. (Called from code a
+/// worker runs on its scheduler, such as a destructor of a task's result
+/// dropped there, it leaves out the workers that have not answered within
+/// a second: it holds its own worker meanwhile.)
 ///
 /// Taking the dump does not disturb the tasks: a parked task is resumed
 /// only inside the runtime, to capture its backtrace, and parks again.
@@ -168,6 +171,10 @@ pub fn dump() -> Vec<TaskDump> {
                 out.extend(tasks);
             }
             Err(chan::RecvTimeoutError::Disconnected) => break,
+            // Called on a worker's scheduler, we hold up that worker: two
+            // such calls on workers of two runtimes would wait for each
+            // other. Give up on the workers that did not answer in time.
+            Err(chan::RecvTimeoutError::Timeout) if here.is_some() => break,
             Err(chan::RecvTimeoutError::Timeout) => {
                 waiting.retain(|&(r, i, resumes)| {
                     let remote = &runtimes[r].workers[i];
