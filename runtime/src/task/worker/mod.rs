@@ -409,6 +409,8 @@ impl Worker {
             // (The panic hook said why.) This worker never runs a task; the
             // runtime must still stop and `Runtime::drop` not wait for it.
             eprintln!("growstack: worker {index} could not start; its runtime runs without it");
+            // Marked exited: `shrink_now` and `dump` do not wait for it.
+            shard.shared.workers[index].publish_guard(core::ptr::null());
             shard.shared.left_loop();
             shard.shared.drained();
             return;
