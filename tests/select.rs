@@ -120,27 +120,30 @@ fn ready_arms_are_chosen_fairly_whatever_their_place_among_others() {
 }
 
 #[test]
-fn an_arm_given_to_a_second_select_is_refused() {
+fn an_arm_registered_twice_is_refused() {
     use growstack::chan::{Mode, RecvArm};
+    let refused = |f: &dyn Fn() -> Option<usize>| {
+        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .expect_err("a reused arm must be refused");
+        let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(message.contains("used twice"), "{message}");
+    };
     let (tx, rx) = chan::unbounded::<u8>();
-    tx.send(1).unwrap();
+    let soon = || Mode::timeout(Duration::from_millis(1));
+    // Registered by a select that timed out, then given to another.
     let arm = RecvArm::new(&rx);
-    assert_eq!(chan::select(&[&arm], Mode::Never), Some(0));
-    assert_eq!(arm.take_result(), Some(Ok(1)));
-    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        chan::select(&[&arm], Mode::Never)
-    }));
-    let payload = again.expect_err("a reused arm must be refused");
-    let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
-    assert!(message.contains("used twice"), "{message}");
-    // Twice in one list is refused before anything is tried.
-    tx.send(2).unwrap();
+    assert_eq!(chan::select(&[&arm], soon()), None);
+    refused(&|| chan::select(&[&arm], soon()));
+    // Twice in one list: refused before anything is registered.
     let fresh = RecvArm::new(&rx);
-    let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        chan::select(&[&fresh, &fresh], Mode::Never)
-    }));
-    assert!(twice.is_err());
-    assert_eq!(rx.try_recv(), Ok(2), "the message stays in the channel");
+    refused(&|| chan::select(&[&fresh, &fresh], soon()));
+    // The channel works on, with nothing of those selects left in it.
+    tx.send(2).unwrap();
+    assert_eq!(rx.recv(), Ok(2));
+    let (tx2, rx2) = chan::bounded::<u8>(0);
+    let t = std::thread::spawn(move || tx2.send(3));
+    assert_eq!(rx2.recv(), Ok(3));
+    t.join().unwrap().unwrap();
 }
 
 #[test]

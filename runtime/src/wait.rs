@@ -264,7 +264,7 @@ impl<T> WaitList<T> {
     /// its parked tasks), unlinked, never completed.
     #[inline]
     fn drop_gone_heads(&mut self) {
-        if crate::task::runtime::any_stopped() {
+        if self.head.is_some() && crate::task::runtime::any_stopped() {
             self.drop_gone_heads_slow();
         }
     }

@@ -68,9 +68,8 @@ mod sealed {
     use super::Ready;
 
     pub trait ArmOps {
-        /// Marks the arm used; false if it was already (by an earlier
-        /// select, or earlier in this one's list).
-        fn claim(&self) -> bool;
+        /// Whether an earlier select registered the arm's waiter.
+        fn registered_before(&self) -> bool;
         /// Tries the operation now, locking its channel; true if it is done
         /// (its outcome, success or disconnect, is kept for the macro).
         fn try_now(&self) -> bool;
@@ -137,15 +136,10 @@ pub trait Arm: sealed::ArmOps {}
 ///
 /// # Panics
 ///
-/// If an arm was given to a select before, or appears twice in `arms`: an
-/// arm's waiter is registered once and keeps the select's token.
+/// If it must wait and an arm appears twice in `arms`, or was registered
+/// by an earlier select: an arm's waiter is registered once, with its
+/// select's token. (`select!` makes fresh arms for each select.)
 pub fn select(arms: &[&dyn Arm], mode: Mode) -> Option<usize> {
-    for arm in arms {
-        assert!(
-            arm.claim(),
-            "growstack: a select arm was used twice (arms are made by select! for one select)"
-        );
-    }
     if let Some(i) = in_random_order(arms.len(), |i| arms[i].try_now()) {
         return Some(i);
     }
@@ -161,6 +155,17 @@ pub fn select(arms: &[&dyn Arm], mode: Mode) -> Option<usize> {
 /// Steps 2 and 3 of the module docs.
 #[cold]
 fn wait(arms: &[&dyn Arm], deadline: Option<Instant>) -> Option<usize> {
+    // Before anything is locked or registered (trying an arm twice is
+    // harmless; registering it twice is not).
+    let mut addrs: Vec<*const ()> = arms
+        .iter()
+        .map(|arm| (*arm as *const dyn Arm).cast())
+        .collect();
+    addrs.sort_unstable();
+    assert!(
+        addrs.windows(2).all(|w| w[0] != w[1]) && !arms.iter().any(|arm| arm.registered_before()),
+        "growstack: a select arm was used twice (arms are made by select! for one select)"
+    );
     // One arm per channel locks it, in address order.
     let mut lockers: Vec<&dyn Arm> = arms.to_vec();
     lockers.sort_by_key(|arm| arm.chan_addr());
@@ -235,29 +240,39 @@ fn wait(arms: &[&dyn Arm], deadline: Option<Instant>) -> Option<usize> {
 /// ready, the first would win two times in three.) The shuffle is lazy, so
 /// the usual select, whose first try succeeds, draws one number.
 fn in_random_order(n: usize, mut try_arm: impl FnMut(usize) -> bool) -> Option<usize> {
-    fn shuffle<I: Copy + Into<usize>>(
-        order: &mut [I],
-        try_arm: &mut impl FnMut(usize) -> bool,
-    ) -> Option<usize> {
-        for k in 0..order.len() {
-            order.swap(k, k + random_below(order.len() - k));
-            let i = order[k].into();
-            if try_arm(i) {
-                return Some(i);
+    if n > 64 {
+        let mut order: Vec<usize> = (0..n).collect();
+        for k in 0..n {
+            order.swap(k, k + random_below(n - k));
+            if try_arm(order[k]) {
+                return Some(order[k]);
             }
         }
-        None
+        return None;
     }
-    const INLINE: usize = 64;
-    if n <= INLINE {
-        let mut order = [0u8; INLINE];
-        for (i, slot) in order.iter_mut().enumerate() {
-            *slot = i as u8;
+    if n == 0 {
+        return None;
+    }
+    // Up to 64 arms, the ones not tried yet are the bits of `free`: each
+    // step clears a random number of its lowest bits from a copy and takes
+    // the lowest left, with no table to fill first.
+    let mut free = u64::MAX >> (64 - n);
+    let mut left = n;
+    while left > 0 {
+        let mut pick = free;
+        let mut skip = random_below(left);
+        while skip > 0 {
+            pick &= pick - 1;
+            skip -= 1;
         }
-        shuffle(&mut order[..n], &mut try_arm)
-    } else {
-        shuffle(&mut (0..n).collect::<Vec<usize>>(), &mut try_arm)
+        let i = pick.trailing_zeros() as usize;
+        free &= !(1 << i);
+        if try_arm(i) {
+            return Some(i);
+        }
+        left -= 1;
     }
+    None
 }
 
 /// A number below `n` (0 if `n` is 0), from a per-thread xorshift.
@@ -301,8 +316,6 @@ pub struct RecvArm<'a, T> {
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
     waiter: OnceCell<Waiter<T>>,
     result: Cell<Option<Result<T, RecvError>>>,
-    /// Given to a select (which it can be once).
-    used: Cell<bool>,
 }
 
 impl<'a, T> RecvArm<'a, T> {
@@ -312,7 +325,6 @@ impl<'a, T> RecvArm<'a, T> {
             guard: UnsafeCell::new(None),
             waiter: OnceCell::new(),
             result: Cell::new(None),
-            used: Cell::new(false),
         }
     }
 
@@ -337,8 +349,8 @@ impl<'a, T> RecvArm<'a, T> {
 impl<T> Arm for RecvArm<'_, T> {}
 
 impl<T> sealed::ArmOps for RecvArm<'_, T> {
-    fn claim(&self) -> bool {
-        !self.used.replace(true)
+    fn registered_before(&self) -> bool {
+        self.waiter.get().is_some()
     }
 
     fn try_now(&self) -> bool {
@@ -418,8 +430,6 @@ pub struct SendArm<'a, T> {
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
     waiter: OnceCell<Waiter<T>>,
     result: Cell<Option<Result<(), SendError<T>>>>,
-    /// Given to a select (which it can be once).
-    used: Cell<bool>,
 }
 
 impl<'a, T> SendArm<'a, T> {
@@ -430,7 +440,6 @@ impl<'a, T> SendArm<'a, T> {
             guard: UnsafeCell::new(None),
             waiter: OnceCell::new(),
             result: Cell::new(None),
-            used: Cell::new(false),
         }
     }
 
@@ -460,8 +469,8 @@ impl<'a, T> SendArm<'a, T> {
 impl<T> Arm for SendArm<'_, T> {}
 
 impl<T> sealed::ArmOps for SendArm<'_, T> {
-    fn claim(&self) -> bool {
-        !self.used.replace(true)
+    fn registered_before(&self) -> bool {
+        self.waiter.get().is_some()
     }
 
     fn try_now(&self) -> bool {
