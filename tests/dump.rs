@@ -462,3 +462,35 @@ fn a_stall_report_is_printed_while_a_stuck_task_holds_the_stderr_lock() {
     assert!(err.contains("has resumed no task"), "{err}");
     assert!(err.contains("[chan receive (u32, 0x"), "{err}");
 }
+
+#[test]
+fn a_capture_refused_by_max_stack_is_no_backtrace_and_no_panic() {
+    // Parked in its red zone with no room left under `max_stack` for the
+    // capture's segment: the dump says so with `None`, and nothing
+    // panics (a hook that aborts on any panic would have killed the
+    // process).
+    let name = "a_capture_refused_by_max_stack_is_no_backtrace_and_no_panic";
+    let Some(out) = common::child(name, || {
+        std::panic::set_hook(Box::new(|_| std::process::abort()));
+        let rt = Runtime::builder()
+            .workers(1)
+            .max_stack(256 << 10)
+            .build()
+            .unwrap();
+        let (tx, rx) = chan::bounded::<u32>(0);
+        let h = rt.spawn(move || {
+            let here = 0u8;
+            let sp = std::hint::black_box(&here) as *const u8 as usize;
+            let limit = sp - growstack::remaining_stack();
+            park_in_the_red_zone(limit - (64 << 10), 32 << 10, &rx)
+        });
+        let t = dumped(&rt, h.id(), |t| parked_on(t).is_some());
+        assert!(t.backtrace.is_none());
+        tx.send(5).unwrap();
+        assert_eq!(h.join().unwrap(), 5);
+        std::process::exit(0);
+    }) else {
+        return;
+    };
+    common::assert_exited_ok(&out);
+}

@@ -271,6 +271,21 @@ pub(crate) fn run_with_room<R, F: FnOnce() -> R>(site: Site, entry: Entry, f: F)
     }
 }
 
+/// Runs `f` on a segment with `room` bytes, or returns `None` if the
+/// growth is refused (the stack limit, memory) or the thread's stacks are
+/// gone: for the runtime's own calls, which must not raise a panic the
+/// program's hook would see (`task::dump`'s capture in a task's red zone).
+pub(crate) fn try_on_segment<R, F: FnOnce() -> R>(site: Site, room: usize, f: F) -> Option<R> {
+    let mut call = Call::<F, R>::Pending(f);
+    let data = (&raw mut call).cast::<u8>();
+    run_elsewhere(site, Entry::Segment { room }, data, trampoline::<F, R>).ok()?;
+    match call {
+        Call::Returned(value) => Some(value),
+        Call::Panicked(payload) => resume_unwind(payload),
+        Call::Pending(_) | Call::Running => unreachable!("growstack: re-call did not run"),
+    }
+}
+
 /// A growth refused while the thread unwinds from an earlier panic: a
 /// destructor needs more stack than the limit allows. Panicking again would
 /// be caught at the next segment boundary and re-raised there, so a deep

@@ -328,6 +328,28 @@ impl<T> WaitList<T> {
         }
     }
 
+    /// Completes the waiter [`first_msg`](Self::first_msg) just returned
+    /// with `msg`: the head as it is, not looked at again (a lock that
+    /// decided on that head's request must grant that head, even if its
+    /// runtime stopped since). Not for lists that select waiters join.
+    ///
+    /// # Panics
+    ///
+    /// If the list is empty.
+    pub(crate) fn give_first(&mut self, msg: T) -> Woken {
+        let w = self
+            .head
+            .expect("growstack: give_first on an empty wait list");
+        // SAFETY: the head is registered in this list, alive and in place,
+        // and the caller holds its lock (the module's protocol).
+        unsafe {
+            self.unlink(w);
+            let w = w.as_ref();
+            *w.msg.get() = Some(msg);
+            complete(w)
+        }
+    }
+
     /// Completes the oldest waiting receiver with `msg`; gives the message
     /// back if none waits. The completion, if any, is finished once the
     /// lock is released.

@@ -42,6 +42,13 @@
 //!
 //! All of them wait the same way, through the wait lists the channels use
 //! (a waiter in the waiting caller's frame, completed in place).
+//!
+//! **When a runtime is dropped** with tasks waiting on a lock, those tasks
+//! never run again, and the lock passes over them to the next waiter. A
+//! lock already handed to such a task (an `RwLock`, a `Semaphore`'s
+//! permits, a `Mutex` in starvation mode), which had not run since because
+//! its worker was busy, stays held for good, as it would by a thread that
+//! never returns.
 
 mod condvar;
 mod group;

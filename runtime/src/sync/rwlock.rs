@@ -207,7 +207,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Waits in line until the lock is handed over for `want`.
     #[cold]
     fn wait_for(&self, want: Want) {
-        let waiters = self.waiters.lock();
+        let mut waiters = self.waiters.lock();
         // Decide from one load, and act by a CAS from the state that
         // decided: take the lock if it is free for `want`, else queue
         // (`QUEUED` changes only under the list's lock, which we hold).
@@ -217,7 +217,21 @@ impl<T: ?Sized> RwLock<T> {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if s & QUEUED != 0 {
-                break;
+                if !waiters.is_empty() {
+                    break;
+                }
+                // Only waiters of a stopped runtime were queued (dropped by
+                // `is_empty`): nobody is in line after all.
+                match self.state.compare_exchange(
+                    s,
+                    s & !QUEUED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => s &= !QUEUED,
+                    Err(actual) => s = actual,
+                }
+                continue;
             }
             let free = match want {
                 Want::Read => s & WRITER == 0,
@@ -240,7 +254,6 @@ impl<T: ?Sized> RwLock<T> {
                 Err(actual) => s = actual,
             }
         }
-        let mut waiters = waiters;
         let waiter = Waiter::new(Some(want));
         // SAFETY: `waiter` is new, and stays in this frame, touched only
         // through `is_done`, until it is done: every waiter is granted
@@ -275,14 +288,15 @@ impl<T: ?Sized> RwLock<T> {
         // `QUEUED` is set, and it changes only under the list we hold.
         let mut next = 0;
         match waiters.first_msg() {
+            // `give_first`: the very waiter whose want decided the grant.
             Some(Want::Write) => {
                 next = WRITER;
-                push(&mut later, waiters.give(Want::Granted));
+                push(&mut later, waiters.give_first(Want::Granted));
             }
             Some(Want::Read) => {
                 while waiters.first_msg() == Some(&Want::Read) {
                     next += READER;
-                    push(&mut later, waiters.give(Want::Granted));
+                    push(&mut later, waiters.give_first(Want::Granted));
                 }
             }
             _ => {}
@@ -316,8 +330,8 @@ impl<T: ?Sized> RwLock<T> {
     }
 }
 
-fn push(later: &mut Vec<Completion>, woken: Result<Woken, Want>) {
-    if let Ok(Woken::Later(completion)) = woken {
+fn push(later: &mut Vec<Completion>, woken: Woken) {
+    if let Woken::Later(completion) = woken {
         later.push(completion);
     }
 }

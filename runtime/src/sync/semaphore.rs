@@ -148,7 +148,7 @@ impl Semaphore {
 
     #[cold]
     fn acquire_slow(&self, n: usize) {
-        let waiters = self.waiters.lock();
+        let mut waiters = self.waiters.lock();
         // Under the list's lock, `QUEUED` changes only by us; permits may
         // still be added or taken by the fast paths while it is clear. So
         // decide from one load: take the permits, or queue, each by a CAS
@@ -158,6 +158,9 @@ impl Semaphore {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             let (next, took) = match s {
+                // Queued behind waiters of a stopped runtime alone (dropped
+                // by `is_empty`): nobody is in line after all.
+                s if s & QUEUED != 0 && waiters.is_empty() => (s & !QUEUED, false),
                 s if s & QUEUED != 0 => break,
                 s if s / ONE >= n => (s - n * ONE, true),
                 s => (s | QUEUED, false),
@@ -167,11 +170,11 @@ impl Semaphore {
                 .compare_exchange(s, next, Ordering::Acquire, Ordering::Relaxed)
             {
                 Ok(_) if took => return,
+                Ok(_) if next & QUEUED == 0 => s = next,
                 Ok(_) => break,
                 Err(actual) => s = actual,
             }
         }
-        let mut waiters = waiters;
         let waiter = Waiter::new(Some(n));
         // SAFETY: `waiter` is new, and stays in this frame, touched only
         // through `is_done`, until it is done: these waiters are never
@@ -218,10 +221,9 @@ impl Semaphore {
                 break;
             }
             free -= need;
-            match waiters.give(0) {
-                Ok(Woken::Later(completion)) => later.push(completion),
-                Ok(Woken::Here) => {}
-                Err(_) => unreachable!("a waiter was there"),
+            // That very waiter: it is the one whose need was counted.
+            if let Woken::Later(completion) = waiters.give_first(0) {
+                later.push(completion);
             }
         }
         let queued = if waiters.is_empty() { 0 } else { QUEUED };

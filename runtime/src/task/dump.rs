@@ -16,7 +16,6 @@ use core::fmt::{self, Write as _};
 use core::panic::Location;
 use std::backtrace::Backtrace;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::parked::ParkedOn;
@@ -134,7 +133,8 @@ pub fn dump() -> Vec<TaskDump> {
         .map(|(w, id)| (w.runtime_id(), id));
     let runtimes = runtime::live_runtimes();
     // No steals until every worker answered (`Worker::steal`).
-    let _pause = runtimes.iter().map(StealPause::new).collect::<Vec<_>>();
+    let pauses = runtimes.iter().map(StealPause::new).collect::<Vec<_>>();
+    let renew = || pauses.iter().for_each(|p| p.0.renew_steal_pause());
     // On a worker's scheduler (a destructor it runs), that worker answers
     // here: it cannot wait for itself.
     let here = worker::current().filter(|_| worker::current_task().is_none());
@@ -150,7 +150,10 @@ pub fn dump() -> Vec<TaskDump> {
                 done: done.clone(),
             };
             match here.filter(|w| core::ptr::eq(w.remote(), remote)) {
-                Some(w) => request.answer(i, w.dump_tasks(caller, shared.id)),
+                Some(w) => {
+                    request.answer(i, w.dump_tasks(caller, shared.id));
+                    renew();
+                }
                 None => {
                     let resumes = remote.resumes();
                     remote.request_dump(request);
@@ -165,6 +168,7 @@ pub fn dump() -> Vec<TaskDump> {
     let mut deadline = Instant::now() + ANSWER_WITHIN;
     let mut stuck = Vec::new();
     loop {
+        renew();
         match answers.recv_deadline(deadline) {
             Ok((id, i, tasks)) => {
                 waiting.retain(|&(r, wi, _)| (runtimes[r].id, wi) != (id, i));
@@ -215,16 +219,16 @@ struct StealPause<'a>(&'a Shared);
 
 impl<'a> StealPause<'a> {
     fn new(shared: &'a Arc<Shared>) -> StealPause<'a> {
-        // Release: a worker that takes our request (under its lock, after
-        // this) and then looks to steal sees it.
-        shared.dumping.fetch_add(1, Ordering::Release);
+        // A worker that takes our request (under its lock, after this)
+        // and then looks to steal sees the pause.
+        shared.pause_steals();
         StealPause(shared)
     }
 }
 
 impl Drop for StealPause<'_> {
     fn drop(&mut self) {
-        self.0.dumping.fetch_sub(1, Ordering::Release);
+        self.0.resume_steals();
     }
 }
 
@@ -304,16 +308,17 @@ fn backtrace_text(bt: &Backtrace) -> String {
             _ => frames.push(vec![line]),
         }
     }
+    // The capture's frames end with the worker's `switch_out` (and, for
+    // a capture on a segment, the growth's frames come before that).
     let capture = |frame: &Vec<&str>| {
-        [
-            "std::backtrace::",
-            "growstack_runtime::task::worker::",
-            "growstack_runtime::grow::",
-        ]
-        .iter()
-        .any(|p| frame[0].contains(p))
+        frame[0].contains("growstack_runtime::task::worker::")
+            && (frame[0].contains("switch_out") || frame[0].contains("answer_probe"))
     };
-    let skip = frames.iter().take_while(|f| capture(f)).count();
+    let skip = frames
+        .iter()
+        .take(64)
+        .rposition(capture)
+        .map_or(0, |last| last + 1);
     let frames = &frames[skip..];
     let (head, tail) = REPORT_FRAMES;
     let put = |out: &mut String, frames: &[Vec<&str>]| {

@@ -418,8 +418,12 @@ pub(crate) struct Shared {
     /// The runtime's number in the process ([`Runtime::id`]).
     pub(crate) id: u64,
     pub(crate) workers: Box<[Remote]>,
-    /// `dump` calls in progress: workers steal no task meanwhile (`dump`).
-    pub(crate) dumping: AtomicUsize,
+    /// `dump` calls in progress: workers steal no task meanwhile
+    /// (`steals_paused`).
+    dumping: AtomicUsize,
+    /// Until when their pause holds, in nanoseconds from `lease_clock`'s
+    /// start (renewed while a dump waits).
+    dump_lease: AtomicU64,
     injector: Mutex<VecDeque<TaskRef>>,
     injected: AtomicUsize,
     sleepers: AtomicUsize,
@@ -500,6 +504,33 @@ impl Shared {
         let injected = core::mem::take(&mut *lock(&self.injector));
         self.injected.store(0, Ordering::Relaxed);
         injected.iter().for_each(cancel_unstarted);
+    }
+
+    /// A `dump` starts: no steals until it ends (`resume_steals`), or
+    /// its lease runs out unrenewed. A task stolen by a worker that has
+    /// answered, from one that has not, would be missing from the dump;
+    /// the lease bounds the pause of a dump whose caller never returns (a
+    /// task whose own runtime was dropped while it waited).
+    pub(crate) fn pause_steals(&self) {
+        self.dumping.fetch_add(1, Ordering::Release);
+        self.renew_steal_pause();
+    }
+
+    /// The dump is still waiting for answers.
+    pub(crate) fn renew_steal_pause(&self) {
+        let until = lease_clock() + DUMP_LEASE.as_nanos() as u64;
+        self.dump_lease.fetch_max(until, Ordering::Release);
+    }
+
+    /// The dump ended.
+    pub(crate) fn resume_steals(&self) {
+        self.dumping.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Whether a dump holds steals off (the clock is read only then).
+    pub(crate) fn steals_paused(&self) -> bool {
+        self.dumping.load(Ordering::Acquire) != 0
+            && lease_clock() < self.dump_lease.load(Ordering::Acquire)
     }
 
     /// Whether every worker has left its loop: no task runs again.
@@ -586,10 +617,21 @@ impl Shared {
     }
 }
 
+/// How long a `dump`'s pause of steals holds unless renewed (it renews
+/// it at least every `dump::ANSWER_WITHIN`).
+const DUMP_LEASE: Duration = Duration::from_secs(3);
+
+/// Nanoseconds since the first call (for `dump_lease`).
+fn lease_clock() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
 /// Set once any runtime of the process has stopped: until then no task
 /// can be left parked for good, and wait lists need not look for such
 /// tasks (`WaitList::drop_gone_heads`), a load of this flag being all that
-/// costs.
+/// costs. After, a non-empty list's pop also reads its head task's runtime
+/// (three dependent loads).
 static ANY_STOPPED: AtomicBool = AtomicBool::new(false);
 
 /// Whether any runtime has stopped (see `ANY_STOPPED`).
@@ -1136,6 +1178,7 @@ impl Builder {
                 .map(|_| Remote::new())
                 .collect::<io::Result<_>>()?,
             dumping: AtomicUsize::new(0),
+            dump_lease: AtomicU64::new(0),
             injector: Mutex::new(VecDeque::new()),
             injected: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),

@@ -5,12 +5,11 @@
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use std::backtrace::Backtrace;
-use std::panic::catch_unwind;
 
 use super::{AbortOnUnwind, Worker};
 use crate::arch;
 use crate::frame::FrameDesc;
-use crate::grow::{Entry, Site, run_with_room};
+use crate::grow::{Site, try_on_segment};
 use crate::guard;
 use crate::task::dump::{TaskDump, TaskState, unstarted};
 use crate::task::parked::Meta;
@@ -143,11 +142,10 @@ impl Worker {
         } else {
             static DESC: FrameDesc =
                 FrameDesc::new("growstack::dump", module_path!(), file!(), line!(), 0);
-            // A segment beyond the task's `max_stack` is refused with a
-            // panic: no backtrace then. (Not `Entry::Body`, which could
-            // take a pending preemption: nothing may switch here.)
-            let room = Entry::Segment { room: CAPTURE_ROOM };
-            catch_unwind(|| run_with_room(Site::Desc(&DESC), room, Backtrace::force_capture)).ok()
+            // No backtrace if the segment is refused (the task's
+            // `max_stack`). A segment, not a growth that could take a
+            // pending preemption: nothing may switch here.
+            try_on_segment(Site::Desc(&DESC), CAPTURE_ROOM, Backtrace::force_capture)
         };
         // SAFETY: the scheduler's probe lives in its frame until we suspend
         // back to it, below.

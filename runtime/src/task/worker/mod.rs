@@ -671,7 +671,7 @@ impl Worker {
     /// a task moving from a worker that has not answered yet to one that
     /// has would be missing from it.
     fn steal(&self) -> Option<TaskRef> {
-        if self.shared.dumping.load(Ordering::Acquire) != 0 {
+        if self.shared.steals_paused() {
             return None;
         }
         let n = self.shared.workers.len();
