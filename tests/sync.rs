@@ -465,6 +465,78 @@ fn locks_and_channels_hand_nothing_to_tasks_of_a_dropped_runtime() {
 }
 
 #[test]
+fn a_writer_queueing_behind_tasks_of_a_dropped_runtime_is_alone_in_the_lock() {
+    // Tasks of a runtime that is then dropped wait to write behind our
+    // read lock. A thread asks to write as we let go: while its
+    // `write()` drops the dead waiters, our unlock's handover is on its
+    // way; the thread must end up holding the lock alone (it used to
+    // clear the queue bit and take the lock, and the handover then wrote
+    // over it: a second writer got in).
+    let mut seed = 0x9e37_79b9u64;
+    for _ in 0..10 {
+        let lock = Arc::new(RwLock::new(0u64));
+        let read = lock.read().unwrap();
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let queued = Arc::new(AtomicUsize::new(0));
+        for _ in 0..2000 {
+            let (l, q) = (Arc::clone(&lock), Arc::clone(&queued));
+            drop(rt.spawn(move || {
+                q.fetch_add(1, Ordering::SeqCst);
+                let _w = l.write();
+            }));
+        }
+        while queued.load(Ordering::SeqCst) < 2000 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20)); // the last one parks
+        drop(rt);
+        let go = Arc::new(std::sync::Barrier::new(2));
+        let (got, release) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let writer = {
+            let (l, go, got, release) = (
+                Arc::clone(&lock),
+                Arc::clone(&go),
+                Arc::clone(&got),
+                Arc::clone(&release),
+            );
+            std::thread::spawn(move || {
+                go.wait();
+                let mut w = l.write().unwrap();
+                *w += 1;
+                got.store(true, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % 400);
+        go.wait();
+        let start = std::time::Instant::now();
+        while start.elapsed() < delay {
+            std::hint::spin_loop();
+        }
+        drop(read);
+        while !got.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        assert!(lock.try_write().is_err(), "a second writer got in");
+        assert!(
+            lock.try_read().is_err(),
+            "a reader got in beside the writer"
+        );
+        release.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
+        assert_eq!(*lock.read().unwrap(), 1);
+    }
+}
+
+#[test]
 fn wait_group_waits_for_every_piece() {
     let rt = runtime();
     let wg = Arc::new(WaitGroup::new());

@@ -217,11 +217,16 @@ impl<T: ?Sized> RwLock<T> {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if s & QUEUED != 0 {
-                if !waiters.is_empty() {
+                // `QUEUED` with no holder: the last holder's `hand_over` is
+                // on its way (waiting for the list's lock we hold), and will
+                // set the state; queue for it. Otherwise, if only waiters of
+                // a stopped runtime were queued (dropped by `is_empty`),
+                // nobody is in line after all: clear the bit and look again
+                // (a holder that leaves meanwhile finds it clear, or, if it
+                // saw it set, hands over to us once we queue).
+                if s == QUEUED || !waiters.is_empty() {
                     break;
                 }
-                // Only waiters of a stopped runtime were queued (dropped by
-                // `is_empty`): nobody is in line after all.
                 match self.state.compare_exchange(
                     s,
                     s & !QUEUED,

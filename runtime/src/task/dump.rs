@@ -108,7 +108,8 @@ impl DumpRequest {
 /// Taking the dump does not disturb the tasks: a parked task is resumed
 /// only inside the runtime, to capture its backtrace, and parks again.
 /// Workers steal no new task from each other meanwhile, so that each task
-/// is listed once. A backtrace holds every frame of the task: a task
+/// is listed once (unless the caller is held up for more than 3 s between
+/// two looks at the answers: the pause then lapses). A backtrace holds every frame of the task: a task
 /// hundreds of thousands of frames deep takes a while to capture, and its
 /// backtrace as much memory.
 ///
@@ -134,7 +135,7 @@ pub fn dump() -> Vec<TaskDump> {
     let runtimes = runtime::live_runtimes();
     // No steals until every worker answered (`Worker::steal`).
     let pauses = runtimes.iter().map(StealPause::new).collect::<Vec<_>>();
-    let renew = || pauses.iter().for_each(|p| p.0.renew_steal_pause());
+    let renew = || pauses.iter().for_each(StealPause::renew);
     // On a worker's scheduler (a destructor it runs), that worker answers
     // here: it cannot wait for itself.
     let here = worker::current().filter(|_| worker::current_task().is_none());
@@ -214,21 +215,25 @@ pub fn dump() -> Vec<TaskDump> {
     out
 }
 
-/// Holds off the steals of one runtime's workers while it lives.
-struct StealPause<'a>(&'a Shared);
+/// Holds off the steals of one runtime's workers while it lives (and its
+/// lease is renewed).
+struct StealPause<'a>(&'a Shared, u64);
 
 impl<'a> StealPause<'a> {
     fn new(shared: &'a Arc<Shared>) -> StealPause<'a> {
         // A worker that takes our request (under its lock, after this)
         // and then looks to steal sees the pause.
-        shared.pause_steals();
-        StealPause(shared)
+        StealPause(shared, shared.pause_steals())
+    }
+
+    fn renew(&self) {
+        self.0.renew_steal_pause(self.1);
     }
 }
 
 impl Drop for StealPause<'_> {
     fn drop(&mut self) {
-        self.0.resume_steals();
+        self.0.resume_steals(self.1);
     }
 }
 

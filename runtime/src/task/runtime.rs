@@ -418,12 +418,10 @@ pub(crate) struct Shared {
     /// The runtime's number in the process ([`Runtime::id`]).
     pub(crate) id: u64,
     pub(crate) workers: Box<[Remote]>,
-    /// `dump` calls in progress: workers steal no task meanwhile
-    /// (`steals_paused`).
+    /// `dump` calls holding steals off (`steals_paused`): how many, and
+    /// each one's number and the end of its lease.
     dumping: AtomicUsize,
-    /// Until when their pause holds, in nanoseconds from `lease_clock`'s
-    /// start (renewed while a dump waits).
-    dump_lease: AtomicU64,
+    dump_pauses: Mutex<Vec<(u64, Instant)>>,
     injector: Mutex<VecDeque<TaskRef>>,
     injected: AtomicUsize,
     sleepers: AtomicUsize,
@@ -510,27 +508,47 @@ impl Shared {
     /// its lease runs out unrenewed. A task stolen by a worker that has
     /// answered, from one that has not, would be missing from the dump;
     /// the lease bounds the pause of a dump whose caller never returns (a
-    /// task whose own runtime was dropped while it waited).
-    pub(crate) fn pause_steals(&self) {
-        self.dumping.fetch_add(1, Ordering::Release);
-        self.renew_steal_pause();
+    /// task whose own runtime was dropped while it waited). Returns the
+    /// pause's number.
+    pub(crate) fn pause_steals(&self) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let pause = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut pauses = lock(&self.dump_pauses);
+        pauses.push((pause, Instant::now() + DUMP_LEASE));
+        self.dumping.store(pauses.len(), Ordering::Release);
+        pause
     }
 
-    /// The dump is still waiting for answers.
-    pub(crate) fn renew_steal_pause(&self) {
-        let until = lease_clock() + DUMP_LEASE.as_nanos() as u64;
-        self.dump_lease.fetch_max(until, Ordering::Release);
+    /// The dump is still waiting for answers (its pause is back if it had
+    /// lapsed).
+    pub(crate) fn renew_steal_pause(&self, pause: u64) {
+        let until = Instant::now() + DUMP_LEASE;
+        let mut pauses = lock(&self.dump_pauses);
+        match pauses.iter_mut().find(|(p, _)| *p == pause) {
+            Some(entry) => entry.1 = until,
+            None => pauses.push((pause, until)),
+        }
+        self.dumping.store(pauses.len(), Ordering::Release);
     }
 
     /// The dump ended.
-    pub(crate) fn resume_steals(&self) {
-        self.dumping.fetch_sub(1, Ordering::Release);
+    pub(crate) fn resume_steals(&self, pause: u64) {
+        let mut pauses = lock(&self.dump_pauses);
+        pauses.retain(|(p, _)| *p != pause);
+        self.dumping.store(pauses.len(), Ordering::Release);
     }
 
-    /// Whether a dump holds steals off (the clock is read only then).
+    /// Whether a dump holds steals off. One load while none does; else
+    /// the pauses are looked at, and those whose lease ran out dropped.
     pub(crate) fn steals_paused(&self) -> bool {
-        self.dumping.load(Ordering::Acquire) != 0
-            && lease_clock() < self.dump_lease.load(Ordering::Acquire)
+        if self.dumping.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let now = Instant::now();
+        let mut pauses = lock(&self.dump_pauses);
+        pauses.retain(|&(_, until)| until > now);
+        self.dumping.store(pauses.len(), Ordering::Release);
+        !pauses.is_empty()
     }
 
     /// Whether every worker has left its loop: no task runs again.
@@ -618,14 +636,8 @@ impl Shared {
 }
 
 /// How long a `dump`'s pause of steals holds unless renewed (it renews
-/// it at least every `dump::ANSWER_WITHIN`).
+/// it at least every `dump::ANSWER_WITHIN` while it waits).
 const DUMP_LEASE: Duration = Duration::from_secs(3);
-
-/// Nanoseconds since the first call (for `dump_lease`).
-fn lease_clock() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
 
 /// Set once any runtime of the process has stopped: until then no task
 /// can be left parked for good, and wait lists need not look for such
@@ -1178,7 +1190,7 @@ impl Builder {
                 .map(|_| Remote::new())
                 .collect::<io::Result<_>>()?,
             dumping: AtomicUsize::new(0),
-            dump_lease: AtomicU64::new(0),
+            dump_pauses: Mutex::new(Vec::new()),
             injector: Mutex::new(VecDeque::new()),
             injected: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
