@@ -336,19 +336,29 @@ fn park_in_the_red_zone(end: usize, margin: usize, rx: &chan::Receiver<u32>) -> 
     got
 }
 
-#[test]
-fn a_task_parked_deep_in_its_red_zone_is_dumped_with_its_backtrace() {
-    // The capture needs more stack than is left there: it runs on a
-    // segment (in place it overflowed the stack and aborted).
-    let rt = Runtime::builder().workers(1).build().unwrap();
+/// A task of `rt` that parks `margin` bytes above the real end of its
+/// stack (the red zone below its limit is 64 KiB), until it is sent a
+/// number, which it returns.
+fn spawn_parked_in_the_red_zone(
+    rt: &Runtime,
+    margin: usize,
+) -> (chan::Sender<u32>, growstack::JoinHandle<u32>) {
     let (tx, rx) = chan::bounded::<u32>(0);
     let h = rt.spawn(move || {
         let here = 0u8;
         let sp = std::hint::black_box(&here) as *const u8 as usize;
         let limit = sp - growstack::remaining_stack();
-        // The red zone below the limit is 64 KiB: park 4 KiB above the end.
-        park_in_the_red_zone(limit - (64 << 10), 4 << 10, &rx)
+        park_in_the_red_zone(limit - (64 << 10), margin, &rx)
     });
+    (tx, h)
+}
+
+#[test]
+fn a_task_parked_deep_in_its_red_zone_is_dumped_with_its_backtrace() {
+    // The capture needs more stack than is left there: it runs on a
+    // segment (in place it overflowed the stack and aborted).
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, h) = spawn_parked_in_the_red_zone(&rt, 4 << 10);
     let t = dumped(&rt, h.id(), |t| parked_on(t).is_some());
     assert!(
         backtrace(&t).contains("park_in_the_red_zone"),
@@ -477,13 +487,7 @@ fn a_capture_refused_by_max_stack_is_no_backtrace_and_no_panic() {
             .max_stack(256 << 10)
             .build()
             .unwrap();
-        let (tx, rx) = chan::bounded::<u32>(0);
-        let h = rt.spawn(move || {
-            let here = 0u8;
-            let sp = std::hint::black_box(&here) as *const u8 as usize;
-            let limit = sp - growstack::remaining_stack();
-            park_in_the_red_zone(limit - (64 << 10), 32 << 10, &rx)
-        });
+        let (tx, h) = spawn_parked_in_the_red_zone(&rt, 32 << 10);
         let t = dumped(&rt, h.id(), |t| parked_on(t).is_some());
         assert!(t.backtrace.is_none());
         tx.send(5).unwrap();

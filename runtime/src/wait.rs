@@ -272,9 +272,13 @@ impl<T> WaitList<T> {
     #[cold]
     fn drop_gone_heads_slow(&mut self) {
         while let Some(w) = self.head {
-            // SAFETY: the head is registered: alive and in place, and its
-            // waker is touched by others only under the lock we hold.
-            let gone = unsafe { (*w.as_ref().waker.get()).as_ref() }.is_some_and(Waker::never_runs);
+            // SAFETY: the head is registered: alive and in place, its
+            // waker touched by others only under the lock we hold, and its
+            // owner blocked until it is completed or unregistered.
+            let gone = unsafe {
+                let waker = (*w.as_ref().waker.get()).as_ref();
+                waker.is_some_and(|waker| waker.never_runs())
+            };
             if !gone {
                 return;
             }

@@ -58,13 +58,15 @@ impl Waker {
     /// Whether the owner is a task that will never run again: its runtime
     /// stopped (every worker left its loop) with the task not finished.
     ///
-    /// The owner must still be blocked in the operation that registered
-    /// this waker (so a task's cell is alive: a stopped runtime leaks the
-    /// cells of the tasks it leaves parked).
-    pub(crate) fn never_runs(&self) -> bool {
+    /// # Safety
+    ///
+    /// The owner is still blocked in the operation that registered this
+    /// waker, as for [`claim`](Self::claim).
+    pub(crate) unsafe fn never_runs(&self) -> bool {
         match self {
-            // SAFETY: alive, by the rule above (every caller reads a
-            // registered waiter's waker under its list's lock).
+            // SAFETY: the owner is blocked, so its cell is alive (a
+            // stopped runtime leaks the cells of the tasks it leaves
+            // parked, as `claim` relies on too).
             Waker::Task(task) => unsafe { task.as_ref() }.runtime_stopped(),
             Waker::Thread(_) => false,
         }
