@@ -4,9 +4,9 @@
 //! The macro builds one *arm* per operation in the caller's frame and calls
 //! [`select`]:
 //!
-//! 1. It tries every arm once, from a random one on (so that among ready
-//!    arms each is picked as often: Go's and crossbeam's rule), each under
-//!    its own channel's lock. Most selects end here.
+//! 1. It tries every arm once, in a random order (so that among ready arms
+//!    each is picked as often: Go's and crossbeam's rule), each under its
+//!    own channel's lock. Most selects end here.
 //! 2. Otherwise, unless the select has a `default` arm, it locks all the
 //!    channels at once, in address order (so two selects never wait for each
 //!    other's locks), tries every arm again, and if none is ready registers
@@ -132,13 +132,13 @@ pub trait Arm: sealed::ArmOps {}
 /// Runs a select over `arms`: the index of the arm done, or `None` if
 /// `mode` allowed no (more) waiting. Not a stable API: for
 /// [`select!`](crate::select).
-#[doc(hidden)]
 ///
 /// # Panics
 ///
 /// If it must wait and an arm appears twice in `arms`, or was registered
 /// by an earlier select: an arm's waiter is registered once, with its
 /// select's token. (`select!` makes fresh arms for each select.)
+#[doc(hidden)]
 pub fn select(arms: &[&dyn Arm], mode: Mode) -> Option<usize> {
     if let Some(i) = in_random_order(arms.len(), |i| arms[i].try_now()) {
         return Some(i);

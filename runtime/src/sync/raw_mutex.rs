@@ -201,9 +201,8 @@ impl RawMutex {
         let next = match (woken.is_some(), waiters.is_empty(), handoff) {
             // Nobody to wake: the waiters left were tasks of a stopped
             // runtime (`WaitList::is_empty` dropped them).
-            (false, ..) => 0,
+            (false, ..) | (true, true, false) => 0,
             (true, true, true) => LOCKED,
-            (true, true, false) => 0,
             (true, false, true) => LOCKED | PARKED | STARVING,
             (true, false, false) => PARKED,
         };

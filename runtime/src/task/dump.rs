@@ -109,9 +109,9 @@ impl DumpRequest {
 /// only inside the runtime, to capture its backtrace, and parks again.
 /// Workers steal no new task from each other meanwhile, so that each task
 /// is listed once (unless the caller is held up for more than 3 s between
-/// two looks at the answers: the pause then lapses). A backtrace holds every frame of the task: a task
-/// hundreds of thousands of frames deep takes a while to capture, and its
-/// backtrace as much memory.
+/// two looks at the answers: the pause then lapses). A backtrace holds
+/// every frame of the task: a task hundreds of thousands of frames deep
+/// takes a while to capture, and its backtrace as much memory.
 ///
 /// ```
 /// # use growstack_runtime as growstack;
