@@ -55,6 +55,8 @@ fn parked_in_lock(m: Arc<growstack::sync::Mutex<u8>>) -> u8 {
 #[inline(never)]
 fn parked_in_sleep() {
     growstack::sleep(Duration::from_secs(30));
+    // Not a tail call: this frame stays on the stack under the sleep.
+    std::hint::black_box(());
 }
 
 #[inline(never)]
@@ -134,7 +136,11 @@ fn every_parked_task_is_named_with_its_wait_and_backtrace() {
         panic!("{:?}", t.state)
     };
     assert!(until > std::time::Instant::now() + Duration::from_secs(20));
-    assert!(backtrace(&t).contains("parked_in_sleep"));
+    assert!(
+        backtrace(&t).contains("parked_in_sleep"),
+        "{}",
+        backtrace(&t)
+    );
 
     let t = dumped(&rt, selector.id(), |t| parked_on(t).is_some());
     assert_eq!(parked_on(&t), Some(ParkedOn::Select { arms: 2 }));

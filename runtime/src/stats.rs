@@ -9,6 +9,7 @@ pub(crate) static SEGMENTS_LIVE: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PEAK_STACK: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SHRINKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static COMPACTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Counters that threads update all the time (a worker counts every task it
 /// spawns and finishes): each thread owns a cell of its own and updates it
@@ -22,10 +23,12 @@ pub(crate) static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
 pub(crate) enum Counter {
     TasksLive,
     StackResident,
+    CompactedTasks,
+    CompactedBytes,
 }
 
 #[derive(Default)]
-struct Cells([AtomicIsize; 2]);
+struct Cells([AtomicIsize; 4]);
 
 impl Cells {
     fn get(&self, c: Counter) -> &AtomicIsize {
@@ -37,7 +40,7 @@ static ALL_CELLS: Mutex<Vec<&'static Cells>> = Mutex::new(Vec::new());
 static FREE_CELLS: Mutex<Vec<&'static Cells>> = Mutex::new(Vec::new());
 /// For threads whose cell is gone (counting from another thread-local's
 /// destructor): shared, so updated with read-modify-writes.
-static SHARED_CELLS: Cells = Cells([AtomicIsize::new(0), AtomicIsize::new(0)]);
+static SHARED_CELLS: Cells = Cells([const { AtomicIsize::new(0) }; 4]);
 
 /// A thread's cell while it lives.
 struct Owned(&'static Cells);
@@ -129,6 +132,15 @@ pub struct Stats {
     /// task's slot from its top down to the lowest stack pointer seen when
     /// it was suspended, a cached free slot with what it had.
     pub stack_resident_bytes: usize,
+    /// Stacks compacted so far: parked tasks whose stack bytes were moved
+    /// to a buffer and whose pages were released
+    /// ([`Builder::compact_after`](crate::Builder::compact_after)).
+    pub compactions: u64,
+    /// Tasks parked compacted right now.
+    pub compacted_tasks: usize,
+    /// Bytes of their stacks held in buffers right now (counted in
+    /// neither `stack_resident_bytes` nor anything else).
+    pub compacted_bytes: usize,
 }
 
 /// Reads the process-wide counters.
@@ -149,5 +161,8 @@ pub fn stats() -> Stats {
         shrinks: SHRINKS.load(Relaxed),
         preemptions: PREEMPTIONS.load(Relaxed),
         stack_resident_bytes: crate::stack::resident::bytes(),
+        compactions: COMPACTIONS.load(Relaxed),
+        compacted_tasks: sum(Counter::CompactedTasks),
+        compacted_bytes: sum(Counter::CompactedBytes),
     }
 }

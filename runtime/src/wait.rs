@@ -1,8 +1,8 @@
 //! Blocked calls, and how the other side completes them: the one waiting
 //! mechanism under channels, `select!` and the locks of `growstack::sync`.
 //!
-//! A blocked call puts a [`Waiter`] in its own frame (on its task's stack,
-//! or its thread's) and registers it in the [`WaitList`] of what it waits
+//! A blocked call makes a [`Waiter`] (off its task's stack, which may be
+//! compacted while it is parked: `task::Record`) and registers it in the [`WaitList`] of what it waits
 //! for (a channel, a lock). It is described here for channels; a lock's
 //! waiter is handed a grant (the lock itself, or a turn to try again) the
 //! way a receiver is handed a message. The
@@ -47,7 +47,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::chan::select_state;
-use crate::task::{Waker, Wakeup};
+use crate::task::{Record, Waker, Wakeup, running_task};
 
 /// `Waiter::state`: registered and not completed.
 const WAITING: u8 = 0;
@@ -88,15 +88,30 @@ impl<T> Links<T> {
 }
 
 impl<T> Waiter<T> {
-    /// A waiter for the calling task or thread, holding `msg` if it sends.
-    pub(crate) fn new(msg: Option<T>) -> Waiter<T> {
-        Waiter {
+    /// A waiter for the calling task or thread, holding `msg` if it sends,
+    /// off the caller's stack (`task::Record`).
+    #[inline(always)]
+    pub(crate) fn new(msg: Option<T>) -> Record<Waiter<T>> {
+        Waiter::with_select(msg, None)
+    }
+
+    #[inline(always)]
+    fn with_select(
+        msg: Option<T>,
+        select: Option<(NonNull<AtomicUsize>, usize)>,
+    ) -> Record<Waiter<T>> {
+        let task = running_task();
+        let waker = match task {
+            Some(task) => Waker::Task(task),
+            None => Waker::Thread(std::thread::current()),
+        };
+        Record::new_in(task, || Waiter {
             state: AtomicU8::new(WAITING),
-            waker: UnsafeCell::new(Some(Waker::current())),
+            waker: UnsafeCell::new(Some(waker)),
             msg: UnsafeCell::new(msg),
             links: UnsafeCell::new(Links::UNLINKED),
-            select: None,
-        }
+            select,
+        })
     }
 
     /// A waiter for arm `arm` of the select whose token is `token`.
@@ -104,11 +119,12 @@ impl<T> Waiter<T> {
     /// # Safety
     ///
     /// `token` outlives every registration of the waiter.
-    pub(crate) unsafe fn for_select(msg: Option<T>, token: &AtomicUsize, arm: usize) -> Waiter<T> {
-        Waiter {
-            select: Some((NonNull::from(token), arm)),
-            ..Waiter::new(msg)
-        }
+    pub(crate) unsafe fn for_select(
+        msg: Option<T>,
+        token: &AtomicUsize,
+        arm: usize,
+    ) -> Record<Waiter<T>> {
+        Waiter::with_select(msg, Some((NonNull::from(token), arm)))
     }
 
     /// Whether another side completed the operation; after `true`, the

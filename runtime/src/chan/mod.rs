@@ -284,8 +284,9 @@ impl<T> Sender<T> {
         }
         // Full: wait for a receiver to take the message.
         let mut waiter = Waiter::new(Some(msg));
-        // SAFETY: `waiter` is new, and stays in this frame, touched only
-        // through `is_done`, until it is done or unregistered below.
+        // SAFETY: `waiter` is new, and stays where it is (a record held by this
+        // frame), touched only through `is_done`, until it is done or
+        // unregistered below.
         unsafe { inner.send_wait.register(&waiter) };
         let on = self.chan.parked_on(false);
         loop {
@@ -411,8 +412,9 @@ impl<T> Receiver<T> {
         }
         // Empty: wait for a sender to hand us a message.
         let mut waiter = Waiter::new(None);
-        // SAFETY: `waiter` is new, and stays in this frame, touched only
-        // through `is_done`, until it is done or unregistered below.
+        // SAFETY: `waiter` is new, and stays where it is (a record held by this
+        // frame), touched only through `is_done`, until it is done or
+        // unregistered below.
         unsafe { inner.recv_wait.register(&waiter) };
         let on = self.chan.parked_on(true);
         loop {

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use super::{Inner, Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError};
 use super::{select_state, select_state::WAITING};
 use crate::spin::SpinGuard;
-use crate::task::{ParkedOn, park, park_until};
+use crate::task::{ParkedOn, Record, park, park_until};
 use crate::wait::{Completion, Waiter, Woken};
 
 /// How long a select may wait. Not a stable API: for [`select!`](crate::select).
@@ -197,7 +197,9 @@ fn wait(arms: &[&dyn Arm], deadline: Option<Instant>) -> Option<usize> {
         }
         return Some(i);
     }
-    let token = AtomicUsize::new(WAITING);
+    // Off our stack, as the waiters are: completers reach it while we are
+    // parked (`task::Record`).
+    let token = Record::new(AtomicUsize::new(WAITING));
     for (i, arm) in arms.iter().enumerate() {
         // SAFETY: locked by us; each arm registers once; `token` outlives
         // the registrations: every one is removed below, before we return.
@@ -314,7 +316,7 @@ fn later(woken: Option<Woken>) -> Option<Completion> {
 pub struct RecvArm<'a, T> {
     rx: &'a Receiver<T>,
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
-    waiter: OnceCell<Waiter<T>>,
+    waiter: OnceCell<Record<Waiter<T>>>,
     result: Cell<Option<Result<T, RecvError>>>,
 }
 
@@ -396,8 +398,8 @@ impl<T> sealed::ArmOps for RecvArm<'_, T> {
         let waiter = self
             .waiter
             .get_or_init(|| unsafe { Waiter::for_select(None, token, index) });
-        // SAFETY: locked by this select; the waiter is new and stays in
-        // this arm, which the caller does not move while it selects.
+        // SAFETY: locked by this select; the waiter is new and stays where
+        // it is (a record held by this arm).
         unsafe { self.inner().recv_wait.register(waiter) };
     }
 
@@ -428,7 +430,7 @@ pub struct SendArm<'a, T> {
     /// The message, until the arm registers (its waiter holds it then).
     msg: Cell<Option<T>>,
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
-    waiter: OnceCell<Waiter<T>>,
+    waiter: OnceCell<Record<Waiter<T>>>,
     result: Cell<Option<Result<(), SendError<T>>>>,
 }
 

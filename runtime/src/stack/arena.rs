@@ -125,6 +125,12 @@ static POOLS: Mutex<[Pool; CLASSES]> = Mutex::new(
 /// `mprotect` (two VMAs per slot).
 static GUARD_FALLBACK: AtomicBool = AtomicBool::new(false);
 
+/// Whether guard regions are `mprotect`ed (the kernel has no guard
+/// markers): they cannot be removed and reinstalled then (`chunks`).
+pub(crate) fn guards_are_mprotect() -> bool {
+    GUARD_FALLBACK.load(Ordering::Relaxed)
+}
+
 /// The size class holding at least `bytes`.
 pub fn class_for(bytes: usize) -> u32 {
     bytes
@@ -221,13 +227,18 @@ pub fn free_many(slots: impl IntoIterator<Item = Slot>) {
     }
 }
 
+/// Alignment of every reservation: a page-table page maps 2 MiB, and
+/// slots of up to that size must not straddle two such chunks (`chunks`).
+const RESERVATION_ALIGN: usize = 2 << 20;
+
 fn reserve(len: usize, class: u32) -> io::Result<usize> {
+    let padded = len + RESERVATION_ALIGN;
     // SAFETY: a fresh anonymous mapping at an address of the kernel's
     // choosing; it aliases nothing.
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
-            len,
+            padded,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
@@ -237,9 +248,22 @@ fn reserve(len: usize, class: u32) -> io::Result<usize> {
     if p == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    if !regions::publish(p as usize, len, class) {
+    let start = p as usize;
+    let base = start.next_multiple_of(RESERVATION_ALIGN);
+    let (head, tail) = (base - start, start + padded - (base + len));
+    // SAFETY: the parts of our own fresh mapping outside [base, base +
+    // len), never handed out.
+    unsafe {
+        if head > 0 {
+            libc::munmap(p, head);
+        }
+        if tail > 0 {
+            libc::munmap((base + len) as *mut libc::c_void, tail);
+        }
+    }
+    if !regions::publish(base, len, class) {
         // SAFETY: the mapping made above, not handed out to anyone.
-        unsafe { libc::munmap(p, len) };
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
             format!(
@@ -248,7 +272,7 @@ fn reserve(len: usize, class: u32) -> io::Result<usize> {
             ),
         ));
     }
-    Ok(p as usize)
+    Ok(base)
 }
 
 fn install_guard(base: usize) -> io::Result<()> {

@@ -13,11 +13,15 @@
 //!   frame lives on it: when its thread exits or its task finishes, or
 //!   (later) by a shrink pass. A task that never finishes (its runtime was
 //!   dropped) keeps its memory forever: a pinned value may live there.
+//! - A parked task's stack may be compacted (`task::compact`): its bytes
+//!   are copied out and its pages released, then copied back to the same
+//!   addresses before it runs again. No frame changes address.
 //! - Reservations are never unmapped, so an address that was once in a slot
 //!   stays classifiable by the signal handler without locks.
 
 pub mod arena;
 mod chain;
+pub(crate) mod chunks;
 pub(crate) mod resident;
 
 pub use arena::Slot;

@@ -163,8 +163,9 @@ impl Condvar {
         let raw = MutexGuard::raw(mutex);
         let mut waiters = self.waiters.lock();
         let waiter = Waiter::new(None);
-        // SAFETY: `waiter` is new, and stays in this frame, touched only
-        // through `is_done`, until it is done or unregistered below.
+        // SAFETY: `waiter` is new, and stays where it is (a record held by this
+        // frame), touched only through `is_done`, until it is done or
+        // unregistered below.
         unsafe { waiters.register(&waiter) };
         // Registered before the mutex is given up: a notify made under the
         // mutex after this point finds the waiter.

@@ -23,9 +23,9 @@ fn wait_released<'a>(
         addr: core::ptr::from_ref(lock) as *const () as usize,
     };
     let waiter = Waiter::new(None);
-    // SAFETY: `waiter` is new, and stays in this frame, touched only
-    // through `is_done`, until it is done: these waiters are never
-    // unregistered, every one is released.
+    // SAFETY: `waiter` is new, and stays where it is (a record held by this
+    // frame), touched only through `is_done`, until it is done: these waiters
+    // are never unregistered, every one is released.
     unsafe { state.waiters.register(&waiter) };
     loop {
         // SAFETY: the guard holds the lock and gives it up; the lock

@@ -188,9 +188,9 @@ impl<T> OnceLock<T> {
             return;
         }
         let waiter = Waiter::new(None);
-        // SAFETY: `waiter` is new, and stays in this frame, touched only
-        // through `is_done`, until it is done: every waiter is woken when
-        // the run ends.
+        // SAFETY: `waiter` is new, and stays where it is (a record held by this
+        // frame), touched only through `is_done`, until it is done: every
+        // waiter is woken when the run ends.
         unsafe { waiters.register(&waiter) };
         let on = ParkedOn::Lock {
             kind: "OnceLock",

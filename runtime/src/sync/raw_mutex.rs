@@ -142,9 +142,10 @@ impl RawMutex {
             let first = since.is_some();
             let start = *since.get_or_insert_with(Instant::now);
             let mut waiter = Waiter::new(Some(Ticket::Waiting));
-            // SAFETY: `waiter` is new, and stays in this frame, touched only
-            // through `is_done`, until it is done: a mutex waiter is never
-            // unregistered, every one is woken by an unlock.
+            // SAFETY: `waiter` is new, and stays where it is (a record held by
+            // this frame), touched only through `is_done`, until it is done: a
+            // mutex waiter is never unregistered, every one is woken by an
+            // unlock.
             unsafe {
                 if first {
                     waiters.register_first(&waiter);

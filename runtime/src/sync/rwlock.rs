@@ -260,10 +260,10 @@ impl<T: ?Sized> RwLock<T> {
             }
         }
         let waiter = Waiter::new(Some(want));
-        // SAFETY: `waiter` is new, and stays in this frame, touched only
-        // through `is_done`, until it is done: every waiter is granted
-        // the lock in turn, none is unregistered (but those of a stopped
-        // runtime, unlinked by the list, whose frames never end).
+        // SAFETY: `waiter` is new, and stays where it is (a record held by this
+        // frame), touched only through `is_done`, until it is done: every
+        // waiter is granted the lock in turn, none is unregistered (but those
+        // of a stopped runtime, unlinked by the list, whose frames never end).
         unsafe { waiters.register(&waiter) };
         let on = ParkedOn::Lock {
             kind: "RwLock",

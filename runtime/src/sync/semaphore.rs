@@ -176,10 +176,11 @@ impl Semaphore {
             }
         }
         let waiter = Waiter::new(Some(n));
-        // SAFETY: `waiter` is new, and stays in this frame, touched only
-        // through `is_done`, until it is done: these waiters are never
-        // unregistered, every one is granted its permits (but those of a
-        // stopped runtime, unlinked by the list, whose frames never end).
+        // SAFETY: `waiter` is new, and stays where it is (a record held by this
+        // frame), touched only through `is_done`, until it is done: these
+        // waiters are never unregistered, every one is granted its permits (but
+        // those of a stopped runtime, unlinked by the list, whose frames never
+        // end).
         unsafe { waiters.register(&waiter) };
         let on = ParkedOn::Lock {
             kind: "Semaphore",

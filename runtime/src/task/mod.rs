@@ -13,6 +13,7 @@
 
 mod blocking;
 mod cells;
+mod compact;
 mod dump;
 /// The atomics the protocol state machines (`state`) are written
 /// against: `core`'s here, loom's when `runtime/tests/loom.rs` includes
@@ -32,6 +33,7 @@ mod park;
 mod parked;
 pub(crate) mod probe;
 mod raw;
+mod record;
 pub(crate) mod runtime;
 mod sigquit;
 mod state;
@@ -48,6 +50,7 @@ pub use parked::ParkedOn;
 pub(crate) use raw::Header;
 use raw::Joinable;
 pub(crate) use raw::TaskInfo;
+pub(crate) use record::Record;
 use runtime::Shard;
 pub use runtime::shrink_now;
 pub(crate) use worker::{current_poller, current_task as running_task, preempt_point};

@@ -64,12 +64,10 @@ pub enum ParkedOn {
     Dump,
 }
 
-/// A record at the top of every started task's stack slot: where the task
-/// is in its worker's list of tasks, and what it is parked on.
+/// A record at the top of every started task's stack slot: what it is
+/// parked on. (Part of the stack: a compacted task's goes with its bytes.)
 #[repr(C, align(16))]
 pub(crate) struct Meta {
-    /// The task's index in its worker's list (`Worker::tasks`).
-    pub(crate) index: Cell<usize>,
     /// What it is parked on, while it is; null otherwise.
     pub(crate) on: Cell<*const ParkedOn>,
     /// The deadline of its park, if any.
@@ -86,8 +84,8 @@ impl Meta {
     ///
     /// # Safety
     ///
-    /// `task` has run (it has a slot), and has not finished; the record is
-    /// touched only on its worker's thread.
+    /// `task` has run (it has a slot), has not finished, and is not
+    /// compacted; the record is touched only on its worker's thread.
     pub(crate) unsafe fn of<'a>(task: NonNull<Header>) -> &'a Meta {
         // SAFETY: by the contract, the cell is alive and its slot's top was
         // published at its first run; the record was written there then.
@@ -120,11 +118,10 @@ impl Meta {
     /// # Safety
     ///
     /// The bytes are writable, unused, and 16-byte aligned.
-    pub(crate) unsafe fn init(top: usize, index: usize) {
+    pub(crate) unsafe fn init(top: usize) {
         // SAFETY: by the contract.
         unsafe {
             ((top - META_BYTES) as *mut Meta).write(Meta {
-                index: Cell::new(index),
                 on: Cell::new(core::ptr::null()),
                 until: Cell::new(None),
             });

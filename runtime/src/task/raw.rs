@@ -68,6 +68,20 @@ pub(crate) struct Context {
     /// it is armed, 0 otherwise: an entry of the worker's timer heap with
     /// another id is stale, and skipped.
     pub(crate) timer: u32,
+    /// The task's index in its worker's list of started tasks
+    /// (`Worker::tasks`).
+    pub(crate) index: usize,
+    /// The block the task's records live in while it waits (`record`),
+    /// when no record is using it: touched only by the task itself.
+    pub(crate) record: core::cell::Cell<Option<NonNull<u8>>>,
+    /// The bytes of its stack while it is parked compacted (`compact`).
+    pub(crate) compacted: Option<super::compact::Compacted>,
+    /// The task was suspended since the maintenance pass last looked at
+    /// it (`compact`).
+    pub(crate) stirred: bool,
+    /// When the maintenance pass last found it stirred, in milliseconds of
+    /// its worker's clock (`compact`).
+    pub(crate) quiet_since: u32,
 }
 
 impl Drop for Context {
@@ -81,6 +95,14 @@ impl Drop for Context {
         // pinned value among them may be pointed to from elsewhere: its
         // memory is leaked, never reused. (A `Slot` goes back to the arena
         // only through `arena::free`; dropping one leaks it.)
+        // A compacted stack gets its bytes back first: it is leaked as it
+        // was.
+        if let (Some(bytes), Some(slot)) = (self.compacted.take(), self.slot.as_ref()) {
+            // SAFETY: the bytes were copied from the top of this slot,
+            // which nothing uses (the task will never run).
+            unsafe { bytes.restore(slot) };
+        }
+        super::record::free_block(self.record.take());
         self.slot = None;
         if let Some(chain) = self.chain.as_mut() {
             chain.leak();
@@ -136,6 +158,11 @@ impl Header {
                 next_ready: None,
                 scopes: core::cell::Cell::new(core::ptr::null()),
                 timer: 0,
+                index: 0,
+                record: core::cell::Cell::new(None),
+                compacted: None,
+                stirred: false,
+                quiet_since: 0,
             }),
         }
     }

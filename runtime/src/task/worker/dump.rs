@@ -54,7 +54,11 @@ impl Worker {
         caller: Option<(u64, u64)>,
         runtime: u64,
     ) -> TaskDump {
-        // SAFETY: by the contract.
+        // A compacted task gets its bytes back to be read and captured,
+        // and is compacted again after.
+        // SAFETY: by the contract: listed here, and not running.
+        let compacted = unsafe { self.restore_for_dump(task) };
+        // SAFETY: by the contract, and restored.
         let (h, meta) = unsafe { (task.as_ref(), Meta::of(task)) };
         let on = meta.on.get();
         let state = if Some((runtime, h.info.id)) == caller {
@@ -73,7 +77,7 @@ impl Worker {
         let ctx = unsafe { &*h.ctx.get() };
         let (stack_resident, segments, growths) =
             ctx.chain.as_ref().map_or((0, 0, 0), |chain| chain.usage());
-        TaskDump {
+        let dump = TaskDump {
             id: h.info.id,
             name: h.info.name.as_deref().map(str::to_string),
             state,
@@ -85,7 +89,12 @@ impl Worker {
             growths: u64::from(growths),
             // SAFETY: forwarded.
             backtrace: unsafe { self.backtrace_of(task) },
+        };
+        if compacted {
+            // SAFETY: as above; it is suspended again.
+            unsafe { self.compact_after_dump(task) };
         }
+        dump
     }
 
     /// Resumes the suspended `task` in its `switch_out`, where it captures

@@ -30,6 +30,7 @@
 //! parked for good if tasks that started here have not finished: they may
 //! borrow the thread's thread-locals.
 
+mod compact;
 mod dump;
 mod maintain;
 mod ready;
@@ -172,8 +173,11 @@ pub(crate) struct Worker {
     last_socket_poll: Cell<Instant>,
     /// Tasks that started here and have not finished (not counted: each
     /// is alive until it finishes), each knowing its index here
-    /// (`Meta::index`): for `dump`.
+    /// (`Context::index`): for `dump`, and compaction, which keeps the
+    /// compacted ones first (`compact`).
     tasks: RefCell<Vec<NonNull<Header>>>,
+    /// Stack compaction's state (`compact`).
+    sweeper: compact::Sweeper,
     /// The task running now; empty while the scheduler runs.
     running: Running,
     /// The scheduler's stack pointer while a task runs (the link of
@@ -416,6 +420,7 @@ impl Worker {
             return;
         };
         let remote: *const Remote = &shard.shared.workers[index];
+        let compact_after = shard.shared.config.compact_after;
         let worker = Worker {
             index,
             remote,
@@ -435,6 +440,7 @@ impl Worker {
             ran_since_pass: Cell::new(false),
             last_socket_poll: Cell::new(Instant::now()),
             tasks: RefCell::new(Vec::new()),
+            sweeper: compact::Sweeper::new(compact_after),
             running: Running::new(),
             sched_sp: Cell::new(0),
             why: Cell::new(Why::Yield),
@@ -717,6 +723,16 @@ impl Worker {
         }
     }
 
+    /// When the worker has something to do by itself: fire a timer, or
+    /// sweep for stacks to compact.
+    fn next_deadline(&self) -> Option<Instant> {
+        let timer = self.timers.borrow().peek().map(|t| t.0.at);
+        match (timer, self.sweeper.due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Sleeps until there is work, a timer is due or the runtime shuts down.
     fn idle(&self) {
         self.maintain_idle();
@@ -731,7 +747,7 @@ impl Worker {
         if self.poll_for_work() {
             return;
         }
-        let deadline = self.timers.borrow().peek().map(|t| t.0.at);
+        let deadline = self.next_deadline();
         let remote = self.remote();
         self.shared.sleep(remote, deadline, || {
             // Found work after announcing sleep: a task that never ran,
@@ -749,7 +765,7 @@ impl Worker {
     /// whoever gives it work sets a flag and makes no system call.
     fn poll_for_work(&self) -> bool {
         let remote = self.remote();
-        let due = self.timers.borrow().peek().map(|t| t.0.at);
+        let due = self.next_deadline();
         let start = Instant::now();
         loop {
             for _ in 0..POLLS_PER_CLOCK_READ {
@@ -861,19 +877,9 @@ impl Worker {
     /// Keeps the slot and the cache of a task that has switched out for
     /// good.
     fn finished(&self, task: TaskRef) {
-        // SAFETY: the task started here and has not finished until now.
-        let index = unsafe { Meta::of(NonNull::from(task.header())) }
-            .index
-            .get();
-        let mut tasks = self.tasks.borrow_mut();
-        tasks.swap_remove(index);
-        if let Some(&moved) = tasks.get(index) {
-            // SAFETY: a task in the list has started and not finished.
-            unsafe { Meta::of(moved) }.index.set(index);
-        }
-        drop(tasks);
         // SAFETY: as in `prepare`; the task has switched out for good.
         let ctx = unsafe { &mut *task.header().ctx.get() };
+        self.unlist(ctx.index);
         let mut counted = 0;
         if let Some(mut chain) = ctx.chain.take() {
             chain.release_all();
@@ -906,7 +912,8 @@ impl Worker {
             h.info.slot_top.store(top, Ordering::Relaxed);
             let mut tasks = self.tasks.borrow_mut();
             // SAFETY: the slot is ours and unused; its top is page aligned.
-            unsafe { Meta::init(top, tasks.len()) };
+            unsafe { Meta::init(top) };
+            ctx.index = tasks.len();
             tasks.push(NonNull::from(h));
             drop(tasks);
             let max = Some(self.shared.config.max_stack);
@@ -917,7 +924,13 @@ impl Worker {
                 arch::init_stack(top - META_BYTES, task_main, self as *const Worker as usize)
             };
             ctx.slot = Some(slot);
+        } else {
+            // SAFETY: started here, not finished (it is being resumed), not
+            // running (the scheduler runs us); `ctx` is not used across.
+            unsafe { self.restore(NonNull::from(h)) };
         }
+        // SAFETY: as above: a fresh borrow after `restore`.
+        let ctx = unsafe { &mut *h.ctx.get() };
         let chain: *mut Chain = ctx.chain.as_mut().expect("set at first run");
         Some((chain, ctx.sp))
     }
@@ -992,6 +1005,9 @@ impl Worker {
             };
         };
         self.tick.set(tick);
+        // SAFETY: a task of the ready queue has run here and is neither
+        // finished nor running.
+        unsafe { self.restore(next.as_ptr()) };
         // SAFETY: as in `prepare`.
         let ctx = unsafe { &mut *next.header().ctx.get() };
         let chain: *mut Chain = ctx.chain.as_mut().expect("a ready task has run");
