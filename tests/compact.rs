@@ -319,7 +319,7 @@ fn compaction_gives_back_pages_and_page_tables() {
     // (a chunk shared with a task that is not compacted keeps its page
     // table).
     // SAFETY: as in `compacting`.
-    let rt = unsafe { Runtime::builder().compact_after(Duration::from_secs(2)) }
+    let rt = unsafe { Runtime::builder().compact_after(Duration::from_millis(500)) }
         .workers(1)
         .stack_size(512 << 10)
         .build()
@@ -343,6 +343,14 @@ fn compaction_gives_back_pages_and_page_tables() {
     let before = compactions();
     let parked = rss_and_pte();
     await_compactions(before, TASKS as u64);
+    // The chunks go with their page tables once they stayed compacted for
+    // ten times the threshold.
+    let start = Instant::now();
+    while parked.1 - rss_and_pte().1 < (TASKS * 900) as i64
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let compacted = rss_and_pte();
     let per_task = |a: i64, b: i64| (a - b) / TASKS as i64;
     // Each task had at least a page of stack (4096 B) and its share of its

@@ -20,8 +20,11 @@
 //! two), and only where guards are markers, not `mprotect`.
 //!
 //! Protocol: a compaction marks its slot's bit; the one whose mark
-//! completes the chunk also sets `RELEASING`, and releases it (`release`)
-//! before clearing that bit and marking every slot bare. A restore clears
+//! completes the chunk is told, and later (the chunk must stay complete for
+//! a while: a restore from a released chunk costs a page-table page and a
+//! system call more) sets `RELEASING` if the chunk is still complete, and
+//! releases it (`release`) before clearing that bit and marking every
+//! slot bare. A restore clears
 //! its slot's bit, waiting out a release in progress (which would zero the
 //! bytes it copies back); from then on no release of the chunk can start
 //! until that slot is compacted again. It then reinstalls its guard if it
@@ -106,26 +109,40 @@ fn place(slot: &Slot) -> Option<Place> {
     })
 }
 
+/// A chunk whose slots were all compacted when [`compacted`] returned it:
+/// [`start_release`] may release it later.
+pub(crate) struct Full {
+    chunk: usize,
+    /// Its compacted mask when full.
+    full: u64,
+}
+
 /// A chunk whose release the caller took on: pass it to [`release`].
 #[must_use = "a chunk marked releasing blocks every restore in it until released"]
 pub(crate) struct Whole(usize);
 
 /// `slot` was compacted: its task is parked and its pages are released.
-/// Returns its chunk if every slot of it is compacted now and the caller
-/// must release it.
-pub(crate) fn compacted(slot: &Slot) -> Option<Whole> {
+/// Returns its chunk if this made every slot of it compacted.
+pub(crate) fn compacted(slot: &Slot) -> Option<Full> {
     let p = place(slot)?;
-    let before = p.word.fetch_or(p.bit, Ordering::AcqRel);
-    let now = before | p.bit;
-    if now & p.full != p.full || now & RELEASING != 0 {
+    let now = p.word.fetch_or(p.bit, Ordering::AcqRel) | p.bit;
+    (now & p.full == p.full).then_some(Full {
+        chunk: p.chunk,
+        full: p.full,
+    })
+}
+
+/// Takes on the release of a chunk [`compacted`] found full, if every
+/// slot of it is still compacted (none was restored since).
+pub(crate) fn start_release(full: &Full) -> Option<Whole> {
+    let word = table()?.get(full.chunk >> CHUNK_SHIFT)?;
+    let s = word.load(Ordering::Acquire);
+    if s & full.full != full.full || s & RELEASING != 0 {
         return None;
     }
-    // Ours only if no other mark completed it first (it could not: a
-    // chunk is complete once, until a restore clears a bit).
-    p.word
-        .compare_exchange(now, now | RELEASING, Ordering::AcqRel, Ordering::Relaxed)
+    word.compare_exchange(s, s | RELEASING, Ordering::AcqRel, Ordering::Relaxed)
         .ok()
-        .map(|_| Whole(p.chunk))
+        .map(|_| Whole(full.chunk))
 }
 
 /// Releases whole chunks, neighbours in one call each: their guard markers

@@ -74,7 +74,7 @@ impl Worker {
         {
             self.pass(Pass::Periodic);
         }
-        self.sweep_idle();
+        self.maybe_sweep(true);
     }
 
     /// After a task was suspended (not finished) with its stack pointer at
@@ -137,7 +137,7 @@ impl Worker {
         };
         total += release_slots(excess);
         stats::SHRINKS.fetch_add(total.actions, Relaxed);
-        self.sweep();
+        self.maybe_sweep(false);
         total
     }
 }
