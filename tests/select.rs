@@ -357,3 +357,65 @@ fn select_with_no_default_waits_and_deadline_methods() {
         Err(chan::RecvTimeoutError::Timeout)
     );
 }
+
+/// A select whose arm body suspends a foreign coroutine leaves its arms
+/// alive in the coroutine's frame; another task of the worker resumes it
+/// after the first task is gone and drops them there. The arms' waiter
+/// records were kept in the first task's block, and dropping them wrote
+/// into that task's freed cell (found by review); a select now drops its
+/// waiters before it returns.
+#[test]
+fn arms_dropped_by_another_task_after_theirs_is_gone_write_nowhere() {
+    use corosensei::{Coroutine, CoroutineResult};
+    use std::cell::RefCell;
+    thread_local! {
+        static CO: RefCell<Option<Coroutine<(), (), ()>>> = const { RefCell::new(None) };
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = chan::unbounded::<u8>();
+    let (dtx, drx) = chan::bounded::<String>(0);
+    let first = rt.spawn(move || {
+        let mut co = Coroutine::new(move |yielder, ()| {
+            select! {
+                recv(rx) -> _ => {},
+                send(dtx, "unsent".to_string()) -> _ => {},
+                default(Duration::from_millis(1)) => yielder.suspend(()),
+            }
+        });
+        assert!(matches!(co.resume(()), CoroutineResult::Yield(())));
+        CO.with(|c| *c.borrow_mut() = Some(co));
+    });
+    while !first.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The last reference: the first task's cell is freed here.
+    first.join().unwrap();
+    // Memory of the sizes a freed cell comes back as, zeroed by hand
+    // (`vec![0; n]` would ask for fresh zeroed memory, not reuse the cell).
+    let buffers: Vec<Vec<u8>> = (64..=1024)
+        .step_by(64)
+        .flat_map(|size| {
+            (0..4).map(move |_| {
+                let mut b = vec![1u8; size];
+                b.fill(0);
+                b
+            })
+        })
+        .collect();
+    rt.spawn(|| {
+        let mut co = CO.with(|c| c.borrow_mut().take()).unwrap();
+        assert!(matches!(co.resume(()), CoroutineResult::Return(())));
+    })
+    .join()
+    .unwrap();
+    for b in &buffers {
+        assert!(
+            b.iter().all(|&byte| byte == 0),
+            "freed memory of {} bytes was written",
+            b.len()
+        );
+    }
+    // The send arm's unsent message went with the arm, not to the channel.
+    assert!(drx.try_recv().is_err());
+    drop(tx);
+}

@@ -28,7 +28,7 @@
 //! A select parks with a plain [`park`], not holding any lock: its wakes
 //! come from several channels.
 
-use core::cell::{Cell, OnceCell, UnsafeCell};
+use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,14 @@ mod sealed {
         ///
         /// The waiter was registered, won the token, and is unregistered.
         unsafe fn take_won(&self);
+        /// Drops the arm's waiter (a send arm keeps its unsent message), so
+        /// that no record outlives the blocking call that made it
+        /// (`task::Record`).
+        ///
+        /// # Safety
+        ///
+        /// The waiter is unregistered, and no reference to it is alive.
+        unsafe fn release(&self);
     }
 }
 
@@ -232,7 +240,61 @@ fn wait(arms: &[&dyn Arm], deadline: Option<Instant>) -> Option<usize> {
         // its completer).
         unsafe { arms[i].take_won() };
     }
+    for arm in arms {
+        // SAFETY: every waiter is unregistered, and `take_won` is done with
+        // the winner's.
+        unsafe { arm.release() };
+    }
     won
+}
+
+/// An arm's waiter: made when the arm registers, dropped when its select
+/// is done with it.
+struct ArmWaiter<T> {
+    waiter: UnsafeCell<Option<Record<Waiter<T>>>>,
+    /// The arm registered once (it may not again).
+    used: Cell<bool>,
+}
+
+impl<T> ArmWaiter<T> {
+    const fn new() -> Self {
+        ArmWaiter {
+            waiter: UnsafeCell::new(None),
+            used: Cell::new(false),
+        }
+    }
+
+    fn used(&self) -> bool {
+        self.used.get()
+    }
+
+    /// Keeps `waiter` and returns it.
+    ///
+    /// # Safety
+    ///
+    /// Called once (`used` was false).
+    unsafe fn set(&self, waiter: Record<Waiter<T>>) -> &Waiter<T> {
+        self.used.set(true);
+        // SAFETY: the cell is empty and nothing refers into it (the
+        // contract); the arm is its select's thread's alone.
+        unsafe { (*self.waiter.get()).insert(waiter) }
+    }
+
+    fn get(&self) -> Option<&Waiter<T>> {
+        // SAFETY: written once by `set` before any reference is taken, and
+        // emptied by `take` only when none is alive (its contract).
+        unsafe { (*self.waiter.get()).as_deref() }
+    }
+
+    /// Takes the waiter out, to drop it.
+    ///
+    /// # Safety
+    ///
+    /// No reference from `get` is alive.
+    unsafe fn take(&self) -> Option<Record<Waiter<T>>> {
+        // SAFETY: by the contract.
+        unsafe { (*self.waiter.get()).take() }
+    }
 }
 
 /// Calls `try_arm` on the indices below `n` in a uniformly random order
@@ -316,7 +378,7 @@ fn later(woken: Option<Woken>) -> Option<Completion> {
 pub struct RecvArm<'a, T> {
     rx: &'a Receiver<T>,
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
-    waiter: OnceCell<Record<Waiter<T>>>,
+    waiter: ArmWaiter<T>,
     result: Cell<Option<Result<T, RecvError>>>,
 }
 
@@ -325,7 +387,7 @@ impl<'a, T> RecvArm<'a, T> {
         RecvArm {
             rx,
             guard: UnsafeCell::new(None),
-            waiter: OnceCell::new(),
+            waiter: ArmWaiter::new(),
             result: Cell::new(None),
         }
     }
@@ -352,7 +414,7 @@ impl<T> Arm for RecvArm<'_, T> {}
 
 impl<T> sealed::ArmOps for RecvArm<'_, T> {
     fn registered_before(&self) -> bool {
-        self.waiter.get().is_some()
+        self.waiter.used()
     }
 
     fn try_now(&self) -> bool {
@@ -394,12 +456,11 @@ impl<T> sealed::ArmOps for RecvArm<'_, T> {
     }
 
     unsafe fn register_locked(&self, token: &AtomicUsize, index: usize) {
-        // SAFETY: `token` outlives the registration (the contract).
-        let waiter = self
-            .waiter
-            .get_or_init(|| unsafe { Waiter::for_select(None, token, index) });
+        // SAFETY: `token` outlives the registration (the contract), and
+        // the arm registers once.
+        let waiter = unsafe { self.waiter.set(Waiter::for_select(None, token, index)) };
         // SAFETY: locked by this select; the waiter is new and stays where
-        // it is (a record held by this arm).
+        // it is (a record held by this arm until `release`).
         unsafe { self.inner().recv_wait.register(waiter) };
     }
 
@@ -420,6 +481,11 @@ impl<T> sealed::ArmOps for RecvArm<'_, T> {
         let result = unsafe { waiter.take_msg_shared() }.ok_or(RecvError);
         self.result.set(Some(result));
     }
+
+    unsafe fn release(&self) {
+        // SAFETY: by the contract.
+        drop(unsafe { self.waiter.take() });
+    }
 }
 
 /// A `send` arm of a select. Not a stable API: for
@@ -430,7 +496,7 @@ pub struct SendArm<'a, T> {
     /// The message, until the arm registers (its waiter holds it then).
     msg: Cell<Option<T>>,
     guard: UnsafeCell<Option<SpinGuard<'a, Inner<T>>>>,
-    waiter: OnceCell<Record<Waiter<T>>>,
+    waiter: ArmWaiter<T>,
     result: Cell<Option<Result<(), SendError<T>>>>,
 }
 
@@ -440,7 +506,7 @@ impl<'a, T> SendArm<'a, T> {
             tx,
             msg: Cell::new(Some(msg)),
             guard: UnsafeCell::new(None),
-            waiter: OnceCell::new(),
+            waiter: ArmWaiter::new(),
             result: Cell::new(None),
         }
     }
@@ -472,7 +538,7 @@ impl<T> Arm for SendArm<'_, T> {}
 
 impl<T> sealed::ArmOps for SendArm<'_, T> {
     fn registered_before(&self) -> bool {
-        self.waiter.get().is_some()
+        self.waiter.used()
     }
 
     fn try_now(&self) -> bool {
@@ -524,10 +590,8 @@ impl<T> sealed::ArmOps for SendArm<'_, T> {
 
     unsafe fn register_locked(&self, token: &AtomicUsize, index: usize) {
         let msg = self.take_msg();
-        // SAFETY: `token` outlives the registration (the contract).
-        let waiter = self
-            .waiter
-            .get_or_init(|| unsafe { Waiter::for_select(Some(msg), token, index) });
+        // SAFETY: as in `RecvArm::register_locked`.
+        let waiter = unsafe { self.waiter.set(Waiter::for_select(Some(msg), token, index)) };
         // SAFETY: as in `RecvArm::register_locked`.
         unsafe { self.inner().send_wait.register(waiter) };
     }
@@ -551,6 +615,18 @@ impl<T> sealed::ArmOps for SendArm<'_, T> {
             Some(msg) => Err(SendError(msg)),
         };
         self.result.set(Some(result));
+    }
+
+    unsafe fn release(&self) {
+        // SAFETY: by the contract.
+        if let Some(waiter) = unsafe { self.waiter.take() } {
+            // An arm that lost keeps its message, dropped with the arm as
+            // before it registered (not inside the select).
+            // SAFETY: unregistered: the message is ours alone.
+            if let Some(msg) = unsafe { waiter.take_msg_shared() } {
+                self.msg.set(Some(msg));
+            }
+        }
     }
 }
 

@@ -12,6 +12,18 @@
 //! value too large for the block, in a box of its own. Taking the task's
 //! block is a few loads and stores: a channel ping-pong parks twice per
 //! round trip.
+//!
+//! A record never outlives the blocking call that made it: it is a local
+//! of that call (`chan`'s send and receive, the waits of `sync`, a
+//! select's token), or, for a select's arms, dropped by the select before
+//! it returns. So it is dropped by the task that made it, in the frames of
+//! that call (or while they unwind), and gives its block back into the
+//! context of a task that is certainly alive: the one running. (The arms of
+//! a select live on in the caller's frame, which a foreign coroutine can
+//! carry to another task of the worker after the first one finished: when
+//! they kept their records, dropping them there wrote into a freed cell.)
+//! No user code that could switch coroutines runs while a record lives: a
+//! message a record holds is taken out before the call returns.
 
 use core::alloc::Layout;
 use core::cell::Cell;
@@ -103,9 +115,14 @@ impl<W> Drop for Record<W> {
         // SAFETY: the value was written by `new_in` and is dropped once,
         // here.
         unsafe { self.ptr.drop_in_place() };
-        // SAFETY: a record of a task lives in that task's frames, so it is
-        // dropped by the task itself, running on its worker (as in
-        // `new_in`).
+        debug_assert_eq!(
+            super::worker::current_task(),
+            Some(task),
+            "a record dropped outside its blocking call"
+        );
+        // SAFETY: `task` runs this code, so its cell is alive and its
+        // context is touched on this thread only (as in `new_in`): a record
+        // never outlives the blocking call that made it (module docs).
         let spare = unsafe { &*block_of(task) };
         if spare.get().is_none() {
             spare.set(Some(self.ptr.cast()));
