@@ -164,7 +164,8 @@ pub fn alloc(bytes: usize) -> io::Result<Slot> {
     pool.next -= size;
     let base = pool.next;
     drop(pools);
-    install_guard(base)?;
+    // SAFETY: the low end of the slot just carved from our reservation.
+    unsafe { install_guard(base)? };
     Ok(Slot { base, class })
 }
 
@@ -202,7 +203,8 @@ pub fn alloc_batch(bytes: usize, n: usize) -> io::Result<Vec<Slot>> {
     }
     drop(pools);
     for base in carved {
-        install_guard(base)?;
+        // SAFETY: the low end of a slot just carved from our reservation.
+        unsafe { install_guard(base)? };
         slots.push(Slot { base, class });
     }
     Ok(slots)
@@ -275,21 +277,35 @@ fn reserve(len: usize, class: u32) -> io::Result<usize> {
     Ok(base)
 }
 
-fn install_guard(base: usize) -> io::Result<()> {
+/// Installs the guard region of the slot at `base`: guard markers, or,
+/// where the kernel has none, `mprotect`.
+///
+/// # Safety
+///
+/// `[base, base + GUARD_SIZE)` is the low end of a slot the caller owns,
+/// and nothing lives there.
+pub(crate) unsafe fn install_guard(base: usize) -> io::Result<()> {
     let p = base as *mut libc::c_void;
     if !GUARD_FALLBACK.load(Ordering::Relaxed) {
-        // SAFETY: [base, base + GUARD_SIZE) is the low end of a slot we just
-        // carved from our own reservation; nothing lives there.
-        if unsafe { libc::madvise(p, GUARD_SIZE, MADV_GUARD_INSTALL) } == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINVAL) {
-            return Err(err);
+        let mut tries = 0;
+        loop {
+            // SAFETY: by the contract: installing markers on unused pages
+            // only makes them fault.
+            if unsafe { libc::madvise(p, GUARD_SIZE, MADV_GUARD_INSTALL) } == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                // The kernel asks to retry when it raced with a fault.
+                Some(libc::EAGAIN | libc::EINTR) if tries < 100 => tries += 1,
+                Some(libc::EINVAL) => break,
+                _ => return Err(err),
+            }
         }
         GUARD_FALLBACK.store(true, Ordering::Relaxed);
     }
-    // SAFETY: as above; PROT_NONE only makes those unused pages fault.
+    // SAFETY: by the contract; PROT_NONE only makes those unused pages
+    // fault.
     if unsafe { libc::mprotect(p, GUARD_SIZE, libc::PROT_NONE) } != 0 {
         let err = io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::ENOMEM) {

@@ -33,7 +33,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use super::{GUARD_SIZE, Slot};
+use super::Slot;
 
 /// log2 of the chunk size: one page-table page maps 2 MiB.
 const CHUNK_SHIFT: u32 = 21;
@@ -49,8 +49,6 @@ const BARE_SHIFT: u32 = 16;
 
 /// `madvise` advice that removes guard markers (Linux 6.13).
 const MADV_GUARD_REMOVE: libc::c_int = 103;
-/// And the one that installs them.
-const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// The table: one word per chunk of the address space, or `None` if it
 /// could not be reserved (chunks are then never released whole).
@@ -89,7 +87,7 @@ struct Place {
 
 fn place(slot: &Slot) -> Option<Place> {
     let size = slot.size();
-    if size > CHUNK || super::arena::guards_are_mprotect() {
+    if size > CHUNK {
         return None;
     }
     let base = slot.top() - size;
@@ -124,6 +122,12 @@ pub(crate) struct Whole(usize);
 /// `slot` was compacted: its task is parked and its pages are released.
 /// Returns its chunk if this made every slot of it compacted.
 pub(crate) fn compacted(slot: &Slot) -> Option<Full> {
+    if super::arena::guards_are_mprotect() {
+        // `mprotect`ed guards cannot be removed and reinstalled. (A restore
+        // still looks at its chunk: the guards may have fallen back to
+        // `mprotect` after the chunk was released.)
+        return None;
+    }
     let p = place(slot)?;
     let now = p.word.fetch_or(p.bit, Ordering::AcqRel) | p.bit;
     (now & p.full == p.full).then_some(Full {
@@ -210,25 +214,11 @@ pub(crate) fn restoring(slot: &Slot) {
     }
     let bare = p.bit << BARE_SHIFT;
     if s & bare != 0 {
-        let base = slot.top() - slot.size();
         // SAFETY: the slot's guard region, in a slot the caller owns; its
         // chunk is no longer released (our bit is clear), so nobody else
-        // touches it. Installing markers on unused pages only makes them
-        // fault.
-        let install =
-            || unsafe { libc::madvise(base as *mut libc::c_void, GUARD_SIZE, MADV_GUARD_INSTALL) };
-        let mut r = install();
-        // The kernel asks to retry when it raced with a fault.
-        for _ in 0..100 {
-            let again = std::io::Error::last_os_error().raw_os_error();
-            if r == 0 || !matches!(again, Some(libc::EAGAIN | libc::EINTR)) {
-                break;
-            }
-            r = install();
-        }
-        if r != 0 {
+        // touches it, and no frame lives there.
+        if let Err(err) = unsafe { super::arena::install_guard(slot.top() - slot.size()) } {
             // The task must not run without its guard.
-            let err = std::io::Error::last_os_error();
             eprintln!("growstack: could not reinstall a stack guard ({err}); aborting");
             std::process::abort();
         }

@@ -9,12 +9,21 @@
 //! at every suspension) starts a quiet period; one parked and quiet for
 //! `compact_after` is compacted, if it runs on its slot alone (no segment:
 //! the shrink pass gives unused ones back first, and a task parked on a
-//! segment is skipped) and uses at most [`MAX_BYTES`] of it. So a task
-//! woken often is never compacted: each wake starts a new quiet period.
+//! segment or in another library's coroutine is skipped) and uses at most
+//! [`MAX_BYTES`] of it. So a task woken often is never compacted: each
+//! wake starts a new quiet period. Sweeps run at most twice per threshold
+//! unless one is due or under way (`maybe_sweep`), and each stops at a
+//! budget, going on at the next.
+//!
+//! The slots' pages are released together at the end of a sweep
+//! (neighbours in one `madvise`). A 2 MiB chunk all of whose slots are
+//! compacted is released whole, page table included (`stack::chunks`),
+//! once it has stayed so for [`CHUNK_QUIET`] thresholds.
 //!
 //! A compacted task is restored by its worker just before it runs again
-//! (`run_task`, or a handoff), before a dump captures its backtrace, and
-//! when its cell is dropped unfinished.
+//! (`run_task`, or a handoff once the task handing over has left), before
+//! a dump captures its backtrace (and compacted again after), and when its
+//! cell is dropped unfinished.
 
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
@@ -95,8 +104,8 @@ pub(super) struct Batch {
     slots: Vec<(usize, usize)>,
     /// Chunks found compacted whole.
     full: Vec<chunks::Full>,
-    /// Chunks to release.
-    chunks: Vec<chunks::Whole>,
+    /// Chunks compacted whole long enough to go, if they still are.
+    chunks: Vec<chunks::Full>,
 }
 
 impl Batch {
@@ -123,9 +132,15 @@ impl Batch {
             unsafe { Slot::release_range(start, end) };
         }
         self.slots.clear();
-        // SAFETY: every slot of these chunks is compacted (`compacted`
+        // Marked releasing only now, so that restores in them wait for two
+        // system calls per run of chunks, not for the slots' ones too.
+        let whole = self
+            .chunks
+            .drain(..)
+            .filter_map(|f| chunks::start_release(&f));
+        // SAFETY: every slot of these chunks is compacted (`start_release`
         // said so), and their restores wait for this release.
-        unsafe { chunks::release(core::mem::take(&mut self.chunks)) };
+        unsafe { chunks::release(whole.collect()) };
     }
 }
 
@@ -332,7 +347,7 @@ impl Worker {
                 break;
             }
             let (f, _) = full.pop_front().expect("looked at");
-            batch.chunks.extend(chunks::start_release(&f));
+            batch.chunks.push(f);
         }
         drop(full);
         batch.flush();

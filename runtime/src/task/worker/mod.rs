@@ -122,8 +122,8 @@ enum Handoff {
     /// A yield with nothing else ready: the round would pick the yielding
     /// task again, so it goes on without switching.
     Stay,
-    /// Switch to this task, with its chain and saved stack pointer.
-    To(TaskRef, *mut Chain, usize),
+    /// Switch to this task.
+    To(TaskRef),
 }
 
 /// Why a task switched back to its worker.
@@ -880,6 +880,9 @@ impl Worker {
         // SAFETY: as in `prepare`; the task has switched out for good.
         let ctx = unsafe { &mut *task.header().ctx.get() };
         self.unlist(ctx.index);
+        // Its records' block goes now, not with its cell (a handle may
+        // keep that for long).
+        super::record::free_block(ctx.record.take());
         let mut counted = 0;
         if let Some(mut chain) = ctx.chain.take() {
             chain.release_all();
@@ -959,7 +962,7 @@ impl Worker {
             let ctx = unsafe { &mut *task.ctx.get() };
             &raw mut ctx.sp
         };
-        let (next, chain, sp) = match self.handoff(why) {
+        let next = match self.handoff(why) {
             Handoff::Scheduler => {
                 // SAFETY: we run on the task's stack, resumed with this
                 // link (by run_task, or by a handoff from a task run_task
@@ -969,12 +972,22 @@ impl Worker {
                 return;
             }
             Handoff::Stay => return,
-            Handoff::To(next, chain, sp) => (next, chain, sp),
+            Handoff::To(next) => next,
         };
         let task = self.running.take().expect("a task is running");
         // Our stack pointer is a few frames below the one saved next, close
         // enough for the resident estimate.
         self.left(task, why, arch::stack_pointer());
+        // Restored only now that `left` released the lock a parking task
+        // may hold (a restore faults a page in, and may make a system
+        // call).
+        // SAFETY: a task of the ready queue has run here and is neither
+        // finished nor running.
+        unsafe { self.restore(next.as_ptr()) };
+        // SAFETY: as in `prepare`.
+        let ctx = unsafe { &mut *next.header().ctx.get() };
+        let chain: *mut Chain = ctx.chain.as_mut().expect("a ready task has run");
+        let sp = ctx.sp;
         self.enter(next, chain);
         // SAFETY: we run on a task's stack, resumed with `sched_sp` as its
         // link, and so was `next` (it ran before, pinned here); its stack
@@ -1005,13 +1018,7 @@ impl Worker {
             };
         };
         self.tick.set(tick);
-        // SAFETY: a task of the ready queue has run here and is neither
-        // finished nor running.
-        unsafe { self.restore(next.as_ptr()) };
-        // SAFETY: as in `prepare`.
-        let ctx = unsafe { &mut *next.header().ctx.get() };
-        let chain: *mut Chain = ctx.chain.as_mut().expect("a ready task has run");
-        Handoff::To(next, chain, ctx.sp)
+        Handoff::To(next)
     }
 
     /// A slot for a new task: the most recently freed one (its pages are
