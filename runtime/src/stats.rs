@@ -134,7 +134,9 @@ pub struct Stats {
     pub stack_resident_bytes: usize,
     /// Stacks compacted so far: parked tasks whose stack bytes were moved
     /// to a buffer and whose pages were released
-    /// ([`Builder::compact_after`](crate::Builder::compact_after)).
+    /// ([`Builder::compact_after`](crate::Builder::compact_after)). A
+    /// compacted task that a [`dump`](crate::dump) restores to capture its
+    /// backtrace is compacted again, and counted again.
     pub compactions: u64,
     /// Tasks parked compacted right now.
     pub compacted_tasks: usize,

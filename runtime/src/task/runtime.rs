@@ -1100,28 +1100,36 @@ impl Builder {
     /// stacks: a task parked for `after` (not woken meanwhile) that uses at
     /// most 16 KiB of its slot and holds no segment has its used stack
     /// bytes (typically a few hundred) moved to a buffer of their size and
-    /// its slot's pages, and once all the slots of a 2 MiB chunk are
-    /// compacted their page table, given back to the kernel. The bytes are
-    /// copied back to the same addresses before the task runs again, so no
-    /// pointer changes. Off by default.
+    /// its slot's pages given back to the kernel; once every slot of a
+    /// 2 MiB chunk has been compacted for ten times `after`, the chunk's
+    /// page table goes too. The bytes are copied back to the same
+    /// addresses before the task runs again, so no pointer changes. Off by
+    /// default.
     ///
-    /// A million tasks parked on channels take about 4.9 KiB each without
-    /// it and about 1 KiB with it (`examples/million_idle`). Waking a
-    /// compacted task costs a page fault and a copy, a few microseconds;
-    /// a task woken more often than every `after` is never compacted.
+    /// A million tasks parked on channels take about 5 KiB each without it
+    /// and about 1 KiB with it, page tables included (Go's goroutines take
+    /// 2.7 KiB; `examples/million_idle`). Waking a compacted task costs a
+    /// page fault and a copy on top, about 2.5 µs here. A task woken more
+    /// often than every `after` is never compacted. Stats:
+    /// [`compactions`](crate::Stats::compactions),
+    /// [`compacted_tasks`](crate::Stats::compacted_tasks),
+    /// [`compacted_bytes`](crate::Stats::compacted_bytes).
     ///
     /// # Safety
     ///
-    /// While a task of this runtime is parked, nothing outside its stack
-    /// points into its stack, except growstack's own records (which it
-    /// keeps off the stack). This is Go's invariant for goroutine stacks.
-    /// Safe code can break it: a task that lends its locals to other
-    /// threads or tasks and parks while they use them, through
-    /// `std::thread::scope`, a scoped thread pool (`rayon::scope`), or
-    /// another crate's intrusive wait list (a future pinned on the task's
-    /// stack and registered with a lock or timer of another runtime, as
-    /// tokio's are). Such a borrower would read zeroes, and writes would
-    /// be lost, while the task is compacted: undefined behaviour.
+    /// While a task of this runtime is parked, no other thread or task
+    /// reads or writes its stack: nothing outside the stack uses a
+    /// reference or pointer into it. This is Go's invariant for goroutine
+    /// stacks. growstack keeps it for its own records (the waiters of its
+    /// channels, locks and selects live off the stack). Safe code can break
+    /// it: a task that lends its locals to other threads or tasks and parks
+    /// while they use them, through `std::thread::scope`, a scoped pool
+    /// (`rayon::scope`), or another crate's intrusive wait list (a future
+    /// pinned on the task's stack and registered with a lock or timer of
+    /// another runtime, as tokio's are). While the task is compacted, such
+    /// a borrower would read zeroes and its writes would be lost: undefined
+    /// behaviour. (A pointer into the stack that is only stored, and used
+    /// by the task itself once it runs, is fine: the addresses stay.)
     ///
     /// ```
     /// # use growstack_runtime as growstack;
