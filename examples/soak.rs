@@ -6,7 +6,8 @@
 //! GROWSTACK_STRESS=1 cargo run --release --example soak 600
 //! ```
 //!
-//! Each round builds a runtime (1 to 3 workers, small or default slots) and
+//! Each round builds a runtime (1 to 3 workers, small or default slots,
+//! compacting parked stacks after at most 2 ms or not) and
 //! runs a few `block_on` rounds whose root task does a random mix of:
 //! spawn and join (values and panic payloads checked), detached tasks,
 //! producer/consumer pairs through bounded and unbounded channels with
@@ -336,6 +337,14 @@ fn main() {
         let mut builder = Runtime::builder().workers(workers).panic_note(false);
         if rng.below(2) == 0 {
             builder = builder.stack_size(128 << 10);
+        }
+        if rng.below(2) == 0 {
+            // A threshold of at most 2 ms: tasks parked in sleeps,
+            // receives, joins and timeouts are compacted and restored
+            // while the mix runs.
+            // SAFETY: no task of the mix lends its locals to another
+            // thread or task while it parks.
+            builder = unsafe { builder.compact_after(Duration::from_micros(rng.below(2000))) };
         }
         let rt = builder.build().expect("runtime");
         for _ in 0..1 + rng.below(4) {
