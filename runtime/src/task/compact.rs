@@ -1,5 +1,7 @@
 //! Compacted stacks: the bytes of a parked task's stack, kept in a buffer
-//! of their exact size while the stack's pages are given back.
+//! while the stack's pages are given back. Buffers come from the worker's
+//! cell cache (64-byte classes up to 1 KiB: a million compacted tasks
+//! fragment nothing), malloc above.
 //!
 //! Go copies a goroutine's stack to a new place and fixes every pointer
 //! into it, which needs the stack maps Rust does not have. A parked task's
@@ -11,7 +13,8 @@
 //! (`worker::compact`), before a dump captures its backtrace, and when its
 //! cell is dropped with the task unfinished. No address changes.
 //!
-//! Nothing outside the stack may point into it meanwhile. The runtime's own
+//! Nothing outside the stack may use a reference into it meanwhile (one
+//! merely stored is fine: the addresses stay). The runtime's own
 //! records that other threads reach while a task is parked live off its
 //! stack (`record`); user code that lends a parked task's locals to others
 //! (`std::thread::scope`, an intrusive future of another crate) is ruled

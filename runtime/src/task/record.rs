@@ -8,10 +8,11 @@
 //! another thread may point into it meanwhile, so a blocked call keeps its
 //! waiter in a [`Record`]: in a block its task keeps for the purpose (one
 //! per task, allocated at its first wait, reused by every later one, freed
-//! with the task), or, for a plain thread, a wait nested in another, or a
-//! value too large for the block, in a box of its own. Taking the task's
-//! block is a few loads and stores: a channel ping-pong parks twice per
-//! round trip.
+//! when the task finishes). A record made while the task's block is in use
+//! (a select's arms, a wait nested in another) takes a block of its own
+//! from the worker's cache; a plain thread's, or a value too large for a
+//! block, is boxed. Taking the task's block is a few loads and stores: a
+//! channel ping-pong parks twice per round trip.
 //!
 //! A record never outlives the blocking call that made it: it is a local
 //! of that call (`chan`'s send and receive, the waits of `sync`, a
@@ -34,7 +35,7 @@ use super::cells;
 use super::raw::Header;
 
 /// Size of a task's record block.
-pub(crate) const BLOCK_BYTES: usize = 128;
+const BLOCK_BYTES: usize = 128;
 /// Its alignment (malloc's).
 const BLOCK_ALIGN: usize = 16;
 

@@ -41,8 +41,8 @@ pub(super) const MAX_BYTES: usize = 16 << 10;
 
 /// Tasks a sweep looks at, and compacts, at most, before the worker goes
 /// back to its queues (the next sweep goes on from there, at once): a
-/// compaction costs about 1.5 µs of CPU here (copy, allocation, its share
-/// of the `madvise` calls), so a sweep stays within about 6 ms.
+/// compaction costs about 2.5 µs of CPU here (copy, allocation, its share
+/// of the `madvise` calls), so a sweep stays within about 10 ms.
 const VISIT_BUDGET: usize = 64 * 1024;
 const COMPACT_BUDGET: usize = 4 * 1024;
 
@@ -67,9 +67,9 @@ pub(super) struct Sweeper {
 }
 
 /// How many times `compact_after` a chunk must stay compacted whole before
-/// its page table goes: restoring a slot of a released chunk costs a
-/// page-table page and a system call more (about 1 µs here), which a
-/// task parked that long can afford.
+/// its page table goes: restoring a slot of a released chunk costs a new
+/// page-table page and a system call (its guard) on top of the page fault,
+/// which a task parked that long can afford.
 const CHUNK_QUIET: u32 = 10;
 
 impl Sweeper {
@@ -221,12 +221,14 @@ impl Worker {
         self.sweeper.compacted.set(last);
     }
 
-    /// Compacts `task` if it is parked, quiet long enough, and fits; its
-    /// pages go into `batch`. True if it was compacted.
+    /// Compacts `task` if it runs on its slot alone and uses at most
+    /// [`MAX_BYTES`] of it; its pages go into `batch`. True if it was
+    /// compacted.
     ///
     /// # Safety
     ///
-    /// `task` is in this worker's list, not compacted, and not running.
+    /// `task` is in this worker's list, suspended (not running), and not
+    /// compacted.
     unsafe fn compact(&self, task: NonNull<Header>, batch: &mut Batch) -> bool {
         // SAFETY: by the contract.
         let ctx = unsafe { ctx(task) };
@@ -241,7 +243,7 @@ impl Worker {
         // nothing writes it while the task does not run (its runtime's
         // records are off it; the rest is `compact_after`'s contract).
         ctx.compacted = Some(unsafe { Compacted::take(ctx.sp, top) });
-        resident_sub(chain.take_first_counted());
+        crate::stack::resident::sub(chain.take_first_counted());
         batch.slots.push((slot.usable_lo(), top));
         batch.full.extend(chunks::compacted(slot));
         stats::COMPACTIONS.fetch_add(1, Ordering::Relaxed);
@@ -402,8 +404,4 @@ fn earliest(a: u32, b: u32, now: u32) -> u32 {
     } else {
         b
     }
-}
-
-fn resident_sub(bytes: usize) {
-    crate::stack::resident::sub(bytes);
 }
