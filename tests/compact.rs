@@ -633,3 +633,91 @@ fn a_task_parked_inside_a_foreign_coroutine_is_left_alone() {
     tx.send(5).unwrap();
     assert_eq!(task.join().unwrap(), 15 + 103);
 }
+
+/// A threshold too long to mean anything (it is taken as a day) used to
+/// overflow an `Instant` in the worker's scheduler (found by review).
+#[test]
+fn a_threshold_of_duration_max_means_never() {
+    let _serial = serial();
+    let rt = compacting(1, Duration::MAX);
+    let before = compactions();
+    let (tx, rx) = chan::bounded::<u64>(0);
+    let parked = rt.spawn(move || rx.recv().unwrap() + 1);
+    // The worker goes idle with a task parked, then works again.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(rt.spawn(|| 2).join().unwrap(), 2);
+    tx.send(41).unwrap();
+    assert_eq!(parked.join().unwrap(), 42);
+    assert_eq!(compactions(), before);
+}
+
+/// Where the chunk table cannot be reserved (an address-space limit, or
+/// strict overcommit), compaction goes on without releasing whole chunks:
+/// every sweep used to panic its worker (found by review). In a child
+/// process, since the limit is the whole process's.
+#[test]
+fn without_room_for_the_chunk_table_compaction_goes_on() {
+    const CHILD: &str = "GROWSTACK_TEST_NO_CHUNK_TABLE";
+    if std::env::var_os(CHILD).is_some() {
+        no_chunk_table_child();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "without_room_for_the_chunk_table_compaction_goes_on",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child: 100 compacted, sum 5050"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn no_chunk_table_child() {
+    let rt = compacting(1, AFTER);
+    let (ready_tx, ready_rx) = chan::unbounded::<()>();
+    let (tx, rx) = chan::unbounded::<u64>();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (ready_tx, rx) = (ready_tx.clone(), rx.clone());
+            rt.spawn(move || {
+                ready_tx.send(()).unwrap();
+                rx.recv().unwrap()
+            })
+        })
+        .collect();
+    for _ in 0..100 {
+        ready_rx.recv().unwrap();
+    }
+    // Room for what is mapped now and 256 MiB: not for the 512 MiB table,
+    // which the first compaction reserves.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmSize:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let limit = libc::rlimit {
+        rlim_cur: (vm_kib + (256 << 10)) * 1024,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+    await_compactions(0, 100);
+    let compacted = compactions();
+    for i in 1..=100 {
+        tx.send(i).unwrap();
+    }
+    let sum: u64 = tasks.into_iter().map(|t| t.join().unwrap()).sum();
+    println!("child: {compacted} compacted, sum {sum}");
+}

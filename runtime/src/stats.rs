@@ -138,7 +138,8 @@ pub struct Stats {
     /// compacted task that a [`dump`](crate::dump) restores to capture its
     /// backtrace is compacted again, and counted again.
     pub compactions: u64,
-    /// Tasks parked compacted right now.
+    /// Tasks parked compacted right now (those a dropped runtime left
+    /// parked for good included).
     pub compacted_tasks: usize,
     /// Bytes of their stacks held in buffers right now (counted in
     /// neither `stack_resident_bytes` nor anything else).

@@ -158,6 +158,10 @@ pub(crate) fn start_release(full: &Full) -> Option<Whole> {
 /// Every slot of every chunk is compacted (`compacted` said so, and
 /// restores wait for `RELEASING` to clear): no byte of them is in use.
 pub(crate) unsafe fn release(mut chunks: Vec<Whole>) {
+    // (No chunk is ever `Whole` without the table.)
+    let Some(table) = table().filter(|_| !chunks.is_empty()) else {
+        return;
+    };
     chunks.sort_by_key(|w| w.0);
     let mut i = 0;
     while i < chunks.len() {
@@ -180,7 +184,6 @@ pub(crate) unsafe fn release(mut chunks: Vec<Whole>) {
         }
         i = j;
     }
-    let table = table().expect("chunks were marked in it");
     for Whole(chunk) in chunks {
         let word = &table[chunk >> CHUNK_SHIFT];
         let _ = word.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {

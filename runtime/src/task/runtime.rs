@@ -971,6 +971,10 @@ impl core::fmt::Debug for Runtime {
     }
 }
 
+/// The longest `compact_after`: the sweeps count quiet periods (and ten
+/// times them, for whole chunks) in wrapping 32-bit milliseconds.
+const COMPACT_AFTER_MAX: Duration = Duration::from_secs(24 * 3600);
+
 /// Settings for a [`Runtime`].
 ///
 /// ```
@@ -1104,7 +1108,7 @@ impl Builder {
     /// 2 MiB chunk has been compacted for ten times `after`, the chunk's
     /// page table goes too. The bytes are copied back to the same
     /// addresses before the task runs again, so no pointer changes. Off by
-    /// default.
+    /// default. A threshold above a day is taken as a day.
     ///
     /// A million tasks parked on channels take about 5 KiB each without it
     /// and about 1 KiB with it, page tables included (Go's goroutines take
@@ -1146,7 +1150,7 @@ impl Builder {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub unsafe fn compact_after(mut self, after: Duration) -> Builder {
-        self.compact_after = Some(after);
+        self.compact_after = Some(after.min(COMPACT_AFTER_MAX));
         self
     }
 
