@@ -219,14 +219,20 @@ fn compacted_joins_locks_selects_and_sleeps_wake() {
             42
         })
     };
-    // A select over two channels woken by its second arm, and one woken
-    // by its timeout.
+    // A select over two channels woken by its second arm, one woken by the
+    // disconnect of its channel, and one by its timeout.
     let (a_tx, a_rx) = chan::bounded::<u64>(0);
     let (b_tx, b_rx) = chan::bounded::<u64>(0);
     let selector = rt.spawn(move || {
         select! {
             recv(a_rx) -> m => (0, m.unwrap()),
             recv(b_rx) -> m => (1, m.unwrap()),
+        }
+    });
+    let (gone_tx, gone_rx) = chan::bounded::<u64>(0);
+    let disconnected = rt.spawn(move || {
+        select! {
+            recv(gone_rx) -> m => m.is_err(),
         }
     });
     let (_never_tx, never_rx) = chan::bounded::<u64>(0);
@@ -244,7 +250,7 @@ fn compacted_joins_locks_selects_and_sleeps_wake() {
     });
     // Two for the join (the joiner and the task it joins), one each for the
     // others.
-    await_compactions(before, 7);
+    await_compactions(before, 8);
 
     go_tx.send(20).unwrap();
     assert_eq!(joiner.join().unwrap(), 41);
@@ -255,6 +261,8 @@ fn compacted_joins_locks_selects_and_sleeps_wake() {
     assert_eq!(waiter.join().unwrap(), 42);
     b_tx.send(9).unwrap();
     assert_eq!(selector.join().unwrap(), (1, 9));
+    drop(gone_tx);
+    assert!(disconnected.join().unwrap());
     assert!(timed.join().unwrap());
     assert!(sleeper.join().unwrap() >= Duration::from_millis(600));
     drop(a_tx);
@@ -720,4 +728,94 @@ fn no_chunk_table_child() {
     }
     let sum: u64 = tasks.into_iter().map(|t| t.join().unwrap()).sum();
     println!("child: {compacted} compacted, sum {sum}");
+}
+
+#[test]
+fn a_compacted_socket_read_wakes_on_end_of_stream_and_on_its_timeout() {
+    use std::io::Read;
+    let _serial = serial();
+    let rt = compacting(1, AFTER);
+    let before = compactions();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = rt.spawn(move || {
+        let mut stream = growstack::net::TcpStream::connect(addr).unwrap();
+        let mut buf = [7u8; 4];
+        stream.read(&mut buf).unwrap()
+    });
+    let (peer, _) = listener.accept().unwrap();
+    let timed = rt.spawn(move || {
+        let mut stream = growstack::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(600)))
+            .unwrap();
+        let mut buf = [0u8; 4];
+        stream.read(&mut buf).unwrap_err().kind()
+    });
+    let (quiet_peer, _) = listener.accept().unwrap();
+    await_compactions(before, 2);
+    drop(peer);
+    assert_eq!(closed.join().unwrap(), 0);
+    assert_eq!(timed.join().unwrap(), std::io::ErrorKind::WouldBlock);
+    drop(quiet_peer);
+}
+
+/// Every kind of wait, compacted, then its runtime dropped: each task is
+/// cancelled (its join says so), and nothing of it runs or is freed.
+#[test]
+fn compacted_waits_of_every_kind_are_cancelled_with_their_runtime() {
+    use growstack::task::Cancelled;
+    let _serial = serial();
+    let rt = compacting(2, AFTER);
+    let before = compactions();
+    let (_tx, rx) = chan::bounded::<u64>(0);
+    let lock = Arc::new(growstack::sync::Mutex::new(0u64));
+    let held = lock.lock().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut tasks = vec![
+        {
+            let rx = rx.clone();
+            rt.spawn(move || rx.recv().unwrap())
+        },
+        {
+            let rx = rx.clone();
+            rt.spawn(move || {
+                let inner = growstack::spawn(move || rx.recv().unwrap());
+                inner.join().unwrap()
+            })
+        },
+        {
+            let lock = Arc::clone(&lock);
+            rt.spawn(move || *lock.lock().unwrap())
+        },
+        {
+            let rx = rx.clone();
+            rt.spawn(move || {
+                select! {
+                    recv(rx) -> m => m.unwrap(),
+                    default(Duration::from_secs(60)) => 0,
+                }
+            })
+        },
+        rt.spawn(|| {
+            growstack::sleep(Duration::from_secs(60));
+            0
+        }),
+        rt.spawn(move || {
+            use std::io::Read;
+            let mut stream = growstack::net::TcpStream::connect(addr).unwrap();
+            let mut buf = [0u8; 8];
+            stream.read(&mut buf).unwrap() as u64
+        }),
+    ];
+    let (peer, _) = listener.accept().unwrap();
+    // The six, and the task the joiner joins.
+    await_compactions(before, 7);
+    drop(rt);
+    for task in tasks.drain(..) {
+        let payload = task.join().unwrap_err();
+        assert_eq!(payload.downcast_ref::<Cancelled>(), Some(&Cancelled));
+    }
+    drop((held, peer));
 }
