@@ -28,15 +28,18 @@ use super::cells;
 use crate::stack::{Slot, chunks};
 use crate::stats::{self, Counter};
 
-/// The bytes of a compacted stack.
+/// The bytes of a compacted stack: a buffer holding their length, then
+/// them (one word in the task's context).
 pub(crate) struct Compacted {
     buf: NonNull<u8>,
-    len: usize,
 }
+
+/// Where the bytes start in the buffer, after their length.
+const HEAD: usize = size_of::<usize>();
 
 impl Compacted {
     fn layout(len: usize) -> Layout {
-        Layout::from_size_align(len, 16).expect("a stack's length")
+        Layout::from_size_align(HEAD + len, 16).expect("a stack's length")
     }
 
     /// Copies `[sp, top)` out into a new buffer.
@@ -48,32 +51,40 @@ impl Compacted {
         let len = top - sp;
         let buf = cells::allocate(Self::layout(len));
         // SAFETY: by the contract the source is readable; the buffer is
-        // new, `len` bytes long, and apart from it.
-        unsafe { core::ptr::copy_nonoverlapping(sp as *const u8, buf.as_ptr(), len) };
+        // new, `HEAD + len` bytes long and 16-byte aligned, and apart from
+        // it.
+        unsafe {
+            buf.cast::<usize>().write(len);
+            core::ptr::copy_nonoverlapping(sp as *const u8, buf.as_ptr().add(HEAD), len);
+        }
         stats::add(Counter::CompactedTasks, 1);
         stats::add(Counter::CompactedBytes, len as isize);
-        Compacted { buf, len }
+        Compacted { buf }
     }
 
-    /// Copies the bytes back to `[top - len, top)` of `slot` (its guard
-    /// first reinstalled if its chunk was released whole) and frees the
-    /// buffer.
+    /// Copies the bytes back to the top of `slot` (its guard first
+    /// reinstalled if its chunk was released whole) and frees the buffer.
     ///
     /// # Safety
     ///
     /// The bytes were taken from there, and nothing uses that range now.
     pub(crate) unsafe fn restore(self, slot: &Slot) {
         chunks::restoring(slot);
-        let top = slot.top();
+        // SAFETY: written by `take`.
+        let len = unsafe { self.buf.cast::<usize>().read() };
         // SAFETY: by the contract the range is in our slot and unused; its
         // pages are zero-fill-on-demand if they were released. The buffer
-        // holds `len` bytes, apart from the slot.
+        // holds the `len` bytes after its head, apart from the slot.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.buf.as_ptr(), (top - self.len) as *mut u8, self.len)
+            core::ptr::copy_nonoverlapping(
+                self.buf.as_ptr().add(HEAD),
+                (slot.top() - len) as *mut u8,
+                len,
+            )
         };
         stats::add(Counter::CompactedTasks, -1);
-        stats::add(Counter::CompactedBytes, -(self.len as isize));
+        stats::add(Counter::CompactedBytes, -(len as isize));
         // SAFETY: allocated in `take` with this layout, and no longer used.
-        unsafe { cells::deallocate(self.buf, Self::layout(self.len)) };
+        unsafe { cells::deallocate(self.buf, Self::layout(len)) };
     }
 }

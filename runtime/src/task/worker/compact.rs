@@ -161,7 +161,7 @@ impl Worker {
         // SAFETY: a listed task has started here and not finished; only
         // its index is written (no reference to its context is made: the
         // running task's may be in use by our caller).
-        unsafe { (*tasks[i].as_ref().ctx.get()).index = i };
+        unsafe { (*tasks[i].as_ref().ctx.get()).index = index_of(i) };
     }
 
     /// Swaps two entries of `tasks`, keeping their indexes right.
@@ -217,7 +217,7 @@ impl Worker {
         // It leaves the compacted part of the list.
         let mut tasks = self.tasks.borrow_mut();
         let last = self.sweeper.compacted.get() - 1;
-        Self::swap_tasks(&mut tasks, ctx.index, last);
+        Self::swap_tasks(&mut tasks, ctx.index as usize, last);
         self.sweeper.compacted.set(last);
     }
 
@@ -249,7 +249,7 @@ impl Worker {
         stats::COMPACTIONS.fetch_add(1, Ordering::Relaxed);
         let mut tasks = self.tasks.borrow_mut();
         let first = self.sweeper.compacted.get();
-        Self::swap_tasks(&mut tasks, ctx.index, first);
+        Self::swap_tasks(&mut tasks, ctx.index as usize, first);
         self.sweeper.compacted.set(first + 1);
         true
     }
@@ -395,6 +395,11 @@ impl Worker {
         drop(full);
         batch.flush();
     }
+}
+
+/// A task's index in its worker's list, as its context keeps it.
+pub(super) fn index_of(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 4 billion tasks per worker")
 }
 
 /// The earlier of two millisecond stamps, both at or after `now`.

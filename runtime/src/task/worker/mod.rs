@@ -879,7 +879,7 @@ impl Worker {
     fn finished(&self, task: TaskRef) {
         // SAFETY: as in `prepare`; the task has switched out for good.
         let ctx = unsafe { &mut *task.header().ctx.get() };
-        self.unlist(ctx.index);
+        self.unlist(ctx.index as usize);
         // Its records' block goes now, not with its cell (a handle may
         // keep that for long).
         super::record::free_block(ctx.record.take());
@@ -916,7 +916,7 @@ impl Worker {
             let mut tasks = self.tasks.borrow_mut();
             // SAFETY: the slot is ours and unused; its top is page aligned.
             unsafe { Meta::init(top) };
-            ctx.index = tasks.len();
+            ctx.index = compact::index_of(tasks.len());
             tasks.push(NonNull::from(h));
             drop(tasks);
             let max = Some(self.shared.config.max_stack);
