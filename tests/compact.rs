@@ -52,17 +52,10 @@ fn compactions() -> u64 {
 
 /// VmRSS and VmPTE of this process, in bytes.
 fn rss_and_pte() -> (i64, i64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib = |name: &str| -> i64 {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<i64>()
-            .unwrap()
-            * 1024
-    };
-    (kib("VmRSS:"), kib("VmPTE:"))
+    (
+        common::status_bytes("VmRSS") as i64,
+        common::status_bytes("VmPTE") as i64,
+    )
 }
 
 /// Recurses `depth` frames, each holding an array derived from its
@@ -707,16 +700,8 @@ fn no_chunk_table_child() {
     }
     // Room for what is mapped now and 256 MiB: not for the 512 MiB table,
     // which the first compaction reserves.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let vm_kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmSize:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
     let limit = libc::rlimit {
-        rlim_cur: (vm_kib + (256 << 10)) * 1024,
+        rlim_cur: common::status_bytes("VmSize") + (256 << 20),
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: setrlimit reads the struct it is given.

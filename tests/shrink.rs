@@ -14,15 +14,7 @@ use growstack::{Runtime, chan};
 static TURN: Mutex<()> = Mutex::new(());
 
 fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: usize = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib << 10
+    common::status_bytes("VmRSS") as usize
 }
 
 /// 4 KiB of stack per level, every page written: `levels` levels touch

@@ -15,6 +15,20 @@ impl Drop for CountDrop {
     }
 }
 
+/// A field of this process's `/proc/self/status` given in kB (`VmRSS`,
+/// `VmPTE`, `VmSize`), in bytes.
+pub fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+        .parse()
+        .unwrap();
+    kib << 10
+}
+
 /// Runs `f` on a new thread with a native stack of `stack` bytes.
 pub fn on_thread<T: Send + 'static>(stack: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new()
