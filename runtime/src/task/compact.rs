@@ -37,6 +37,9 @@ pub(crate) struct Compacted {
 /// Where the bytes start in the buffer, after their length.
 const HEAD: usize = size_of::<usize>();
 
+// One word in every task's context.
+const _: () = assert!(size_of::<Option<Compacted>>() == size_of::<usize>());
+
 impl Compacted {
     fn layout(len: usize) -> Layout {
         Layout::from_size_align(HEAD + len, 16).expect("a stack's length")

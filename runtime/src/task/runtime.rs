@@ -1103,8 +1103,8 @@ impl Builder {
     /// Compacts the stacks of parked tasks, as Go copies goroutine
     /// stacks: a task parked for `after` (not woken meanwhile) that uses at
     /// most 16 KiB of its slot and holds no segment has its used stack
-    /// bytes (typically a few hundred) moved to a buffer of their size and
-    /// its slot's pages given back to the kernel; once every slot of a
+    /// bytes (typically a few hundred) moved to a buffer (their length,
+    /// then them) and its slot's pages given back to the kernel; once every slot of a
     /// 2 MiB chunk has been compacted for ten times `after`, the chunk's
     /// page table goes too. The bytes are copied back to the same
     /// addresses before the task runs again, so no pointer changes. Off by
