@@ -2,8 +2,9 @@
 //! mechanism under channels, `select!` and the locks of `growstack::sync`.
 //!
 //! A blocked call makes a [`Waiter`] (off its task's stack, which may be
-//! compacted while it is parked: `task::Record`) and registers it in the [`WaitList`] of what it waits
-//! for (a channel, a lock). It is described here for channels; a lock's
+//! compacted while it is parked: `task::Record`) and registers it in the
+//! [`WaitList`] of what it waits for (a channel, a lock). It is described
+//! here for channels; a lock's
 //! waiter is handed a grant (the lock itself, or a turn to try again) the
 //! way a receiver is handed a message. The
 //! other side completes it in place, as Go's channels do with a `sudog`:
